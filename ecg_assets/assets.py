@@ -1,0 +1,304 @@
+"""The five dataset-partitioned assets. Each one loads its inputs, calls the core, and
+describes the result in metadata; all logic lives in `ecg_assets.core`."""
+
+import hashlib
+import inspect
+import logging
+import sys
+from types import ModuleType
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from ecg_assets.core import (
+    checkpoints,
+    data,
+    datasets,
+    evaluation,
+    label_mapping as label_mapping_core,
+    labels,
+    metrics,
+    model,
+    preprocessing,
+    readers,
+    signal,
+    splits as splits_core,
+    store,
+    training,
+)
+from ecg_assets.core.datasets import detect_layout
+from ecg_assets.core.demo import MARKER_FILE
+from ecg_assets.core.label_mapping import build_label_mapping, read_label_mapping, write_label_mapping
+from ecg_assets.core.preprocessing import process_records
+from ecg_assets.core.signal import PreprocessConfig
+from ecg_assets.core.splits import SPLIT_NAMES, SplitConfig, read_splits, stratified_split, write_splits
+from ecg_assets.core.store import RecordStore
+from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig, train_model
+from ecg_assets.metadata import counts_table, markdown_table, png_markdown, reasons_table
+from ecg_assets.partitions import dataset_partitions
+from ecg_assets.resources import EcgPathsResource, TorchDeviceResource
+from ecg_assets.run_logging import forward_core_logs
+
+logger = logging.getLogger(__name__)
+
+GROUP = "ecg_pipeline"
+SMOKE_TEST_RECORDS = 10
+# What a Kubernetes run launcher / k8s_job_executor turns into a GPU request for the training step.
+GPU_OP_TAGS = {
+    "dagster-k8s/config": {
+        "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}}}
+    }
+}
+
+
+def source_version(*modules: ModuleType) -> str:
+    """A code version derived from the source of the core modules an asset depends on."""
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(inspect.getsource(module).encode())
+    return digest.hexdigest()[:12]
+
+
+# The dataset layout modules (readers and native label tables) as one code dependency.
+DATASET_CODE = (datasets, *(sys.modules[type(layout).__module__] for layout in datasets.LAYOUTS))
+
+
+def _dataset_note(paths: EcgPathsResource, dataset: str) -> str:
+    folder = paths.dataset_dir(dataset)
+    if (folder / MARKER_FILE).is_file():
+        return f"SYNTHETIC demo data (generated, not patient recordings) at {folder}"
+    return str(folder)
+
+
+class ProcessedRecordsConfig(dg.Config, PreprocessConfig):
+    """Preprocessing settings, plus a smoke-test switch."""
+
+    smoke_test: bool = Field(False, description=f"Process only the first {SMOKE_TEST_RECORDS} labelled records.")
+
+
+class SplitsConfig(dg.Config, SplitConfig):
+    """Split fractions and seed."""
+
+
+class TrainedModelConfig(dg.Config, TrainingConfig):
+    """Training hyper-parameters (epochs, batch size, lr, seed, base_channels, accumulation, ...)."""
+
+
+@dg.asset(
+    partitions_def=dataset_partitions,
+    group_name=GROUP,
+    kinds={"python", "csv"},
+    code_version=source_version(labels, label_mapping_core, *DATASET_CODE),
+    description="Every record of the dataset with its native labels and its unified label "
+    "(MI, AF, BBB, NORM, OTHER); unified_label_mapping.csv overrides.",
+)
+def label_mapping(context: dg.AssetExecutionContext, paths: EcgPathsResource) -> dg.MaterializeResult:
+    dataset = context.partition_key
+    layout = paths.layout(dataset)
+    with forward_core_logs(context, paths.pipeline_log):
+        mapping = build_label_mapping(
+            paths.dataset_dir(dataset), dataset, paths.settings().label_override_files(dataset)
+        )
+        write_label_mapping(mapping.table, layout.label_mapping)
+    table = mapping.table
+    native_counts = (
+        table.assign(native=table["native_labels"].str.split(";"))
+        .explode("native")
+        .groupby(["native", "mapped_label"])
+        .size()
+        .reset_index(name="records")
+        .sort_values("records", ascending=False)
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(table),
+            "dataset": _dataset_note(paths, dataset),
+            "layout": mapping.layout,
+            "records": len(table),
+            "labelled": len(mapping.included),
+            "excluded": len(table) - len(mapping.included),
+            "unmatched": len(mapping.problems),
+            "label_counts": counts_table(mapping.counts(), "mapped_label"),
+            "native_label_counts": markdown_table(native_counts),
+            "excluded_reasons": counts_table(mapping.excluded_reasons(), "reason"),
+            "unmatched_entries": reasons_table(mapping.problems, ("entry", "reason")),
+            "override_files": ", ".join(str(path) for path in mapping.override_files) or "none",
+            "warnings": "\n".join(mapping.warnings) or "none",
+            "path": dg.MetadataValue.path(str(layout.label_mapping)),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=dataset_partitions,
+    group_name=GROUP,
+    deps=[label_mapping],
+    kinds={"python", "numpy"},
+    code_version=source_version(readers, signal, preprocessing, store, *DATASET_CODE),
+    description="Labelled records read, resampled to 500 Hz, z-scored per lead and fitted to 5000 "
+    "samples in the canonical 12-lead order, streamed into memory-mappable float16 shards.",
+)
+def processed_records(
+    context: dg.AssetExecutionContext, config: ProcessedRecordsConfig, paths: EcgPathsResource
+) -> dg.MaterializeResult:
+    dataset = context.partition_key
+    layout = paths.layout(dataset)
+    dataset_dir = paths.dataset_dir(dataset)
+    table = read_label_mapping(layout.label_mapping)
+    records = table[table["mapped_label"] != ""]
+    if config.smoke_test:
+        records = records.head(SMOKE_TEST_RECORDS)
+        context.log.info(f"smoke test: processing only the first {len(records)} records")
+    preprocess_config = PreprocessConfig.model_validate(config.model_dump(include=set(PreprocessConfig.model_fields)))
+    with forward_core_logs(context, paths.pipeline_log):
+        record_store, report = process_records(
+            dataset_dir, detect_layout(dataset_dir), records, layout.processed, preprocess_config
+        )
+    fs_counts = pd.Series(report.original_fs, dtype=float).value_counts().sort_index()
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": report.processed,
+            "dataset": _dataset_note(paths, dataset),
+            "discovered": report.discovered,
+            "processed": report.processed,
+            "failed": report.failed,
+            "failure_reasons": reasons_table(report.failures),
+            "warnings": counts_table(dict(report.warnings), "warning"),
+            "original_sampling_rates": counts_table({f"{fs:g} Hz": int(n) for fs, n in fs_counts.items()}, "rate"),
+            "original_seconds": dg.MetadataValue.json(_summary(report.original_seconds)),
+            "label_counts": counts_table(record_store.index["label"].value_counts().to_dict(), "label"),
+            "store_bytes": record_store.nbytes(),
+            "store_generation": record_store.generation,
+            "smoke_test": config.smoke_test,
+            "seconds": round(report.seconds, 2),
+            "path": dg.MetadataValue.path(str(layout.processed)),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=dataset_partitions,
+    group_name=GROUP,
+    deps=[processed_records],
+    kinds={"python", "json"},
+    code_version=source_version(splits_core),
+    description="Stratified 80/10/10 train/validation/test split of the processed records, reproducible from a seed.",
+)
+def splits(context: dg.AssetExecutionContext, config: SplitsConfig, paths: EcgPathsResource) -> dg.MaterializeResult:
+    layout = paths.layout(context.partition_key)
+    record_store = RecordStore(layout.processed)
+    split = stratified_split(record_store.index["label"].tolist(), config)
+    write_splits(layout.splits, split, record_store.index["record_id"].tolist(), config)
+    counts = (
+        pd.DataFrame({name: record_store.index["label"].iloc[split[name]].value_counts() for name in SPLIT_NAMES})
+        .fillna(0)
+        .astype(int)
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **{f"{name}_records": len(split[name]) for name in SPLIT_NAMES},
+            "class_counts": markdown_table(counts.rename_axis("label").reset_index()),
+            "seed": config.seed,
+            "path": dg.MetadataValue.path(str(layout.splits)),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=dataset_partitions,
+    group_name=GROUP,
+    deps=[splits],
+    kinds={"pytorch"},
+    pool="gpu",
+    op_tags=GPU_OP_TAGS,
+    tags={"compute": "gpu"},
+    code_version=source_version(model, data, training, checkpoints, metrics),
+    description="1D ResNet (residual blocks, BatchNorm, GELU, adaptive pooling) trained on the train split; "
+    "best (by validation macro F1) and latest checkpoints, resumable.",
+)
+def trained_model(
+    context: dg.AssetExecutionContext,
+    config: TrainedModelConfig,
+    paths: EcgPathsResource,
+    gpu: TorchDeviceResource,
+) -> dg.MaterializeResult:
+    layout = paths.layout(context.partition_key)
+    with forward_core_logs(context, paths.pipeline_log):
+        device = gpu.device_settings()
+        result = train_model(
+            RecordStore(layout.processed),
+            read_splits(layout.splits),
+            config,
+            device,
+            layout.models,
+            layout.training_log,
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "parameters": result.parameters,
+            "device": str(device.device),
+            "mixed_precision": str(device.amp_dtype) if device.amp_dtype else "off",
+            "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch,
+            "best_val_macro_f1": result.best_val_macro_f1,
+            "resumed_from_epoch": result.resumed_from_epoch if result.resumed_from_epoch is not None else "no",
+            "notes": "\n".join(result.notes) or "none",
+            "wall_seconds": round(result.wall_seconds, 1),
+            "checkpoint": dg.MetadataValue.path(str(result.best_checkpoint)),
+            "checkpoint_sha256": result.best_checkpoint_sha256,
+            "training_log": dg.MetadataValue.path(str(layout.training_log)),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=dataset_partitions,
+    group_name=GROUP,
+    deps=[trained_model],
+    kinds={"pytorch", "scikitlearn"},
+    code_version=source_version(evaluation, metrics),
+    description="Best checkpoint scored on the test split: confusion matrix, per-class precision/recall/F1, "
+    "macro/micro/weighted F1, classification report and figures.",
+)
+def test_metrics(
+    context: dg.AssetExecutionContext, paths: EcgPathsResource, gpu: TorchDeviceResource
+) -> dg.MaterializeResult:
+    layout = paths.layout(context.partition_key)
+    with forward_core_logs(context, paths.pipeline_log):
+        outputs = evaluation.evaluate_checkpoint(
+            RecordStore(layout.processed),
+            read_splits(layout.splits),
+            layout.models / BEST_CHECKPOINT,
+            gpu.device_settings(),
+            layout.test_metrics,
+            layout.figures,
+        )
+    result = outputs.metrics
+    per_class = pd.DataFrame(result["per_class"]).T.rename_axis("class").reset_index()
+    return dg.MaterializeResult(
+        metadata={
+            "macro_f1": result["macro_f1"],
+            "micro_f1": result["micro_f1"],
+            "weighted_f1": result["weighted_f1"],
+            "accuracy": result["accuracy"],
+            "majority_class_macro_f1": result["majority_class_macro_f1"],
+            "test_records": result["n_samples"],
+            "per_class": markdown_table(per_class.round(3)),
+            "classification_report": dg.MetadataValue.md(f"```\n{result['classification_report']}\n```"),
+            "confusion_matrix": png_markdown(outputs.pngs["confusion"], "confusion matrix"),
+            "f1_scores": png_markdown(outputs.pngs["f1"], "test F1 per class"),
+            "training_history": png_markdown(outputs.pngs["history"], "training history"),
+            "path": dg.MetadataValue.path(str(outputs.metrics_file)),
+        }
+    )
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    series = pd.Series(values, dtype=float)
+    if series.empty:
+        return {}
+    return {key: round(float(value), 2) for key, value in series.describe(percentiles=[0.5]).items() if key != "count"}
+
+
+ecg_assets = [label_mapping, processed_records, splits, trained_model, test_metrics]

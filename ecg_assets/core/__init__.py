@@ -1,0 +1,2 @@
+"""Pure core of ecg_assets: reading, signal processing, labels, storage, splits, model,
+training and evaluation. Nothing in this package imports dagster."""

@@ -1,0 +1,89 @@
+"""Test-split evaluation of the best checkpoint: metrics JSON and figures."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ecg_assets.core.checkpoints import file_sha256, load_checkpoint
+from ecg_assets.core.data import StoreBatches
+from ecg_assets.core.labels import LABELS
+from ecg_assets.core.metrics import classification_metrics, macro_f1
+from ecg_assets.core.model import build_model
+from ecg_assets.core.plots import plot_confusion_matrix, plot_f1_scores, plot_training_history
+from ecg_assets.core.storage import atomic_write_json
+from ecg_assets.core.store import RecordStore
+from ecg_assets.core.training import DeviceSettings, predict_probabilities
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluationOutputs:
+    metrics: dict
+    metrics_file: Path
+    f1_plot: Path
+    history_plot: Path
+    confusion_plot: Path
+    pngs: dict[str, bytes]
+
+
+def evaluate_checkpoint(
+    store: RecordStore,
+    splits: dict[str, list[int]],
+    checkpoint_path: Path,
+    settings: DeviceSettings,
+    metrics_file: Path,
+    figures_dir: Path,
+    batch_size: int = 64,
+) -> EvaluationOutputs:
+    """Score `splits["test"]` with a checkpoint; write `test_metrics.json` and the figures.
+
+    Only the classes the model was trained on are scored (a class absent from training
+    cannot be predicted), so for CinC 2017 macro F1 equals the challenge's mean F1 of N, A, O.
+    """
+    checkpoint = load_checkpoint(checkpoint_path, map_location=settings.device)
+    model = build_model(checkpoint["model_config"]).to(settings.device)
+    model.load_state_dict(checkpoint["model_state"])
+    class_mask = torch.as_tensor(checkpoint["class_mask"], device=settings.device)
+    labels = store.index["label_index"].to_numpy(dtype=np.int64)
+    batches = StoreBatches(store, splits["test"], labels, batch_size)
+    probabilities, y_true, test_loss = predict_probabilities(model, batches, settings, class_mask)
+    y_pred = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, np.int64)
+    trained_classes = np.flatnonzero(checkpoint["class_mask"]).tolist()
+    metrics = classification_metrics(y_true, y_pred, LABELS, trained_classes)
+    metrics.update(
+        {
+            "test_loss": test_loss,
+            "checkpoint": str(checkpoint_path),
+            "checkpoint_sha256": file_sha256(checkpoint_path),
+            "checkpoint_epoch": int(checkpoint["epoch"]),
+            "majority_class_macro_f1": _majority_baseline(labels[splits["train"]], y_true, trained_classes),
+        }
+    )
+    outputs = EvaluationOutputs(
+        metrics=metrics,
+        metrics_file=metrics_file,
+        f1_plot=figures_dir / "test_f1_scores.png",
+        history_plot=figures_dir / "training_history.png",
+        confusion_plot=figures_dir / "test_confusion_matrix.png",
+        pngs={},
+    )
+    atomic_write_json(outputs.metrics_file, metrics)
+    outputs.pngs["f1"] = plot_f1_scores(metrics["per_class"], outputs.f1_plot)
+    outputs.pngs["history"] = plot_training_history(checkpoint["history"], outputs.history_plot)
+    outputs.pngs["confusion"] = plot_confusion_matrix(
+        metrics["confusion_matrix"], metrics["classes"], outputs.confusion_plot
+    )
+    logger.info("test macro F1 %.4f on %d records", metrics["macro_f1"], metrics["n_samples"])
+    return outputs
+
+
+def _majority_baseline(train_labels: np.ndarray, y_true: np.ndarray, classes: list[int]) -> float:
+    """Test macro F1 of always predicting the most frequent training class (a floor to beat)."""
+    majority = np.bincount(train_labels).argmax()
+    return macro_f1(y_true, np.full_like(y_true, majority), classes)

@@ -1,0 +1,139 @@
+"""The unified label vocabulary, native-to-unified tables, and the CSV override file.
+
+Every dataset's native labels end up as exactly one of `LABELS`. Where a record carries
+several findings, the training label is the highest in `LABEL_PRIORITY`; all native codes
+are kept in the label mapping table so nothing is thrown away.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+LABELS: tuple[str, ...] = ("MI", "AF", "BBB", "NORM", "OTHER")
+LABEL_TO_INDEX: dict[str, int] = {label: index for index, label in enumerate(LABELS)}
+
+# Highest first. NORM is lowest: a record is normal only when nothing else was found.
+LABEL_PRIORITY: tuple[str, ...] = ("MI", "AF", "BBB", "OTHER", "NORM")
+
+OVERRIDE_FILE_NAME = "unified_label_mapping.csv"
+OVERRIDE_COLUMNS = ("dataset", "record_id", "mapped_label")
+
+# PhysioNet/CinC Challenge 2017 REFERENCE classes. "~" (too noisy to classify) is excluded.
+CINC2017_TABLE: dict[str, str | None] = {"N": "NORM", "A": "AF", "O": "OTHER", "~": None}
+
+# SNOMED-CT codes of the PhysioNet/CinC Challenge 2020/2021 headers (`# Dx:`).
+# Codes not listed here map to OTHER; a record is NORM only when every code is sinus rhythm.
+SNOMED_TABLE: dict[str, str] = {
+    # Atrial fibrillation and atrial flutter
+    "164889003": "AF",  # atrial fibrillation
+    "164890007": "AF",  # atrial flutter
+    # Bundle branch blocks, complete and incomplete
+    "6374002": "BBB",  # bundle branch block
+    "59118001": "BBB",  # right bundle branch block
+    "713427006": "BBB",  # complete right bundle branch block
+    "713426002": "BBB",  # incomplete right bundle branch block
+    "164909002": "BBB",  # left bundle branch block
+    "733534002": "BBB",  # complete left bundle branch block
+    "251120003": "BBB",  # incomplete left bundle branch block
+    # Myocardial infarction and its variants (ischaemia without infarction stays OTHER)
+    "164865005": "MI",  # myocardial infarction
+    "57054005": "MI",  # acute myocardial infarction
+    "54329005": "MI",  # anterior myocardial infarction
+    "164867002": "MI",  # old myocardial infarction
+    # Normal
+    "426783006": "NORM",  # sinus rhythm
+}
+
+
+class LabelMappingError(ValueError):
+    """The label configuration itself is wrong (not a single bad record): stops the partition."""
+
+
+@dataclass(frozen=True)
+class LabelDecision:
+    """The unified label of one record, or `None` with the reason it is excluded."""
+
+    label: str | None
+    reason: str = ""
+
+
+def highest_priority(labels: Iterable[str]) -> str:
+    """The label that wins among several findings of one record."""
+    found = set(labels)
+    for label in LABEL_PRIORITY:
+        if label in found:
+            return label
+    raise ValueError("no labels given")
+
+
+def map_cinc2017(native: tuple[str, ...]) -> LabelDecision:
+    """CinC 2017 class letter to the unified label (`~` noisy: excluded)."""
+    if not native:
+        return LabelDecision(None, "no REFERENCE entry")
+    code = native[0]
+    if code not in CINC2017_TABLE:
+        return LabelDecision(None, f"unknown CinC 2017 class {code!r}")
+    label = CINC2017_TABLE[code]
+    return LabelDecision(label, "" if label else "noisy recording (~)")
+
+
+def map_snomed(codes: tuple[str, ...]) -> LabelDecision:
+    """SNOMED-CT codes to the unified label, by `SNOMED_TABLE` and `LABEL_PRIORITY`."""
+    if not codes:
+        return LabelDecision(None, "no Dx codes in header")
+    return LabelDecision(highest_priority(SNOMED_TABLE.get(code, "OTHER") for code in codes))
+
+
+def normalize_label(value: str) -> str | None:
+    """A user-written label in canonical spelling, or None if it is not in the vocabulary."""
+    candidate = value.strip().upper()
+    return candidate if candidate in LABEL_TO_INDEX else None
+
+
+def read_label_overrides(path: Path, dataset: str) -> dict[str, str]:
+    """Rows of a `unified_label_mapping.csv` for one dataset, as `{record_id: label}`.
+
+    Raises `LabelMappingError` when required columns are missing or a label is not in
+    `LABELS`, naming the offending labels and their line numbers.
+    """
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = [name.strip() for name in (reader.fieldnames or [])]
+        missing = [name for name in OVERRIDE_COLUMNS if name not in columns]
+        if missing:
+            raise LabelMappingError(
+                f"{path}: missing required column(s) {', '.join(missing)}; "
+                f"expected header {','.join(OVERRIDE_COLUMNS)}, found {','.join(columns) or 'nothing'}"
+            )
+        overrides: dict[str, str] = {}
+        unknown: dict[str, list[int]] = {}
+        for line_number, row in enumerate(reader, start=2):
+            row = {key.strip(): (value or "").strip() for key, value in row.items() if key}
+            if row["dataset"] and row["dataset"] != dataset:
+                continue
+            label = normalize_label(row["mapped_label"])
+            if label is None:
+                unknown.setdefault(row["mapped_label"], []).append(line_number)
+                continue
+            overrides[row["record_id"]] = label
+    if unknown:
+        details = "; ".join(f"{label!r} on line(s) {_short_list(lines)}" for label, lines in unknown.items())
+        raise LabelMappingError(f"{path}: unknown label(s) {details}; allowed labels are {', '.join(LABELS)}")
+    return overrides
+
+
+def label_counts(labels: Iterable[str | None]) -> dict[str, int]:
+    """Counts per unified label in vocabulary order (zeros included)."""
+    counts = {label: 0 for label in LABELS}
+    for label in labels:
+        if label is not None:
+            counts[label] += 1
+    return counts
+
+
+def _short_list(values: list[int], limit: int = 10) -> str:
+    shown = ", ".join(str(value) for value in values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")

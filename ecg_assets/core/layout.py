@@ -1,0 +1,64 @@
+"""Where each partition's artifacts live under the artifacts root (one place for every path)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# Dataset (partition) names become folder names: keep them to a safe, portable alphabet.
+DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Folders under the artifacts root that are not datasets.
+RESERVED_NAMES = frozenset({"logs", "demo_data"})
+
+
+def is_valid_dataset_name(name: str) -> bool:
+    return bool(DATASET_NAME.match(name)) and name not in RESERVED_NAMES
+
+
+@dataclass(frozen=True)
+class PartitionLayout:
+    """Artifact paths of one dataset partition, as the notebook pipeline laid them out."""
+
+    artifacts_root: Path
+    dataset: str
+
+    def __post_init__(self) -> None:
+        if not is_valid_dataset_name(self.dataset):
+            raise ValueError(f"invalid dataset name {self.dataset!r}")
+
+    @property
+    def root(self) -> Path:
+        return self.artifacts_root / self.dataset
+
+    @property
+    def label_mapping(self) -> Path:
+        return self.root / "label_mapping.csv"
+
+    @property
+    def processed(self) -> Path:
+        return self.root / "processed"
+
+    @property
+    def splits(self) -> Path:
+        return self.processed / "splits.json"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def training_log(self) -> Path:
+        return self.root / "training_log.json"
+
+    @property
+    def test_metrics(self) -> Path:
+        return self.root / "test_metrics.json"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+
+def pipeline_log(artifacts_root: Path) -> Path:
+    return artifacts_root / "logs" / "pipeline.log"

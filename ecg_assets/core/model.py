@@ -1,0 +1,113 @@
+"""ECGResNet1D: a 1D residual network for 12-lead ECG classification.
+
+Shapes, for the defaults (12 leads, 5000 samples, base_channels=32)::
+
+    input            [B, 12, 5000]
+    stem             [B, 32, 1250]   conv k15 s2 -> BN -> GELU -> max-pool s2
+    stage 1          [B, 32, 1250]   2 residual blocks
+    stage 2          [B, 64, 625]    2 residual blocks, first one strided
+    stage 3          [B, 128, 313]
+    stage 4          [B, 256, 157]
+    pool + head      [B, num_classes]  adaptive average pool -> dropout -> linear
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, Field
+from torch import nn
+
+
+class ModelConfig(BaseModel):
+    """Architecture hyper-parameters; stored in every checkpoint."""
+
+    in_leads: int = 12
+    num_classes: int = 5
+    base_channels: int = Field(32, ge=4, description="Width of the first stage; later stages double it.")
+    blocks_per_stage: tuple[int, ...] = (2, 2, 2, 2)
+    kernel_size: int = Field(5, ge=3, description="Odd kernel size of the residual convolutions.")
+    stem_kernel_size: int = 15
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+
+
+class ResidualBlock1d(nn.Module):
+    """conv-BN-GELU-conv-BN plus a (projected when needed) shortcut, then GELU."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
+        super().__init__()
+        padding = kernel_size // 2
+        self.conv1 = nn.Conv1d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
+        self.bn1 = nn.BatchNorm1d(out_channels)
+        self.conv2 = nn.Conv1d(out_channels, out_channels, kernel_size, 1, padding, bias=False)
+        self.bn2 = nn.BatchNorm1d(out_channels)
+        self.act = nn.GELU()
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv1d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm1d(out_channels)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.act(out + self.shortcut(x))
+
+
+def _stage(in_channels: int, out_channels: int, blocks: int, kernel_size: int, stride: int) -> nn.Sequential:
+    layers = [ResidualBlock1d(in_channels, out_channels, kernel_size, stride)]
+    layers += [ResidualBlock1d(out_channels, out_channels, kernel_size) for _ in range(blocks - 1)]
+    return nn.Sequential(*layers)
+
+
+class ECGResNet1D(nn.Module):
+    """Stem, four residual stages (width doubling, length halving), global pooling, linear head."""
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        config = config or ModelConfig()
+        self.config = config
+        width = config.base_channels
+        self.stem = nn.Sequential(
+            nn.Conv1d(config.in_leads, width, config.stem_kernel_size, 2, config.stem_kernel_size // 2, bias=False),
+            nn.BatchNorm1d(width),
+            nn.GELU(),
+            nn.MaxPool1d(kernel_size=3, stride=2, padding=1),
+        )
+        stages: list[nn.Module] = []
+        in_channels = width
+        for index, blocks in enumerate(config.blocks_per_stage):
+            out_channels = width * 2**index
+            stages.append(_stage(in_channels, out_channels, blocks, config.kernel_size, 1 if index == 0 else 2))
+            in_channels = out_channels
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(config.dropout), nn.Linear(in_channels, config.num_classes))
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv1d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm1d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        # Zero the last BN of each residual branch: every block starts as an identity.
+        for module in self.modules():
+            if isinstance(module, ResidualBlock1d):
+                nn.init.zeros_(module.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`x`: `[batch, in_leads, samples]` -> logits `[batch, num_classes]`."""
+        return self.head(self.pool(self.stages(self.stem(x))))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters."""
+    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+
+
+def build_model(config: ModelConfig | dict | None = None) -> ECGResNet1D:
+    """An `ECGResNet1D` from a config or its dict form (as stored in checkpoints)."""
+    if isinstance(config, dict):
+        config = ModelConfig(**config)
+    return ECGResNet1D(config)

@@ -1,0 +1,38 @@
+"""The record types that flow from dataset readers into preprocessing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RecordEntry:
+    """One record as listed by a dataset layout, before any signal is read.
+
+    `source_file` is relative to the dataset folder (POSIX separators), so a label mapping
+    table stays valid when the data folder moves.
+    """
+
+    record_id: str
+    source_file: str
+    native_labels: tuple[str, ...] = ()
+    patient_id: str | None = None
+
+
+@dataclass
+class Recording:
+    """A signal as read from disk: `signal` is float32 `[n_leads, n_samples]` in physical units.
+
+    `original_samples` is the full length on disk; `signal` may hold only the start of it.
+    """
+
+    signal: np.ndarray
+    fs: float
+    lead_names: list[str]
+    original_samples: int
+
+
+class RecordReadError(Exception):
+    """A record that cannot be turned into a tensor; the message is shown to users as the reason."""

@@ -1,0 +1,142 @@
+"""Signal processing: canonical 12-lead layout, resampling, z-scoring and length fitting."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+from pydantic import BaseModel, Field
+from scipy.signal import resample_poly
+
+LEAD_ORDER: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+N_LEADS = len(LEAD_ORDER)
+
+# Lead names matched case-insensitively; modified (Holter/monitor) leads count as the lead they
+# approximate: MLII is the modified lead II of MIT-BIH, MCL1 the modified chest lead V1.
+_LEAD_ALIASES: dict[str, str] = {
+    **{name.lower(): name for name in LEAD_ORDER},
+    "mli": "I",
+    "mlii": "II",
+    "mliii": "III",
+    "ml2": "II",
+    **{f"mcl{n}": f"V{n}" for n in range(1, 7)},
+}
+
+# A standard deviation below this (in the record's units) counts as a flat lead.
+FLAT_STD = 1e-6
+
+
+class PreprocessConfig(BaseModel):
+    """How every record becomes a `[12, target_length]` float tensor."""
+
+    target_fs: float = Field(500.0, gt=0, description="Sampling rate after resampling, Hz.")
+    target_length: int = Field(5000, gt=0, description="Samples per record after pad/truncate.")
+    resample_warn_ratio: float = Field(
+        2.0, ge=1.0, description="Warn when the native rate differs from target_fs by more than this factor."
+    )
+
+
+@dataclass
+class PreprocessedSignal:
+    """A record in canonical form: `signal` float32 `[12, target_length]`, per-lead masks."""
+
+    signal: np.ndarray
+    lead_mask: np.ndarray  # True where the lead was present in the source
+    flat_mask: np.ndarray  # True where a present lead was flat (zeros after z-score)
+    warnings: list[str] = field(default_factory=list)
+
+
+def canonical_lead(name: str) -> str | None:
+    """The standard lead a channel name denotes (case-insensitive), or None for non-ECG channels."""
+    return _LEAD_ALIASES.get(name.strip().lower())
+
+
+def to_canonical_leads(signal: np.ndarray, lead_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Reorder channels into `LEAD_ORDER`; missing leads are zero-filled, extra channels dropped.
+
+    Returns the `[12, n]` array and a boolean lead mask. The first channel naming a lead wins.
+    """
+    if signal.ndim != 2 or signal.shape[0] != len(lead_names):
+        raise ValueError(f"signal shape {signal.shape} does not match {len(lead_names)} lead names")
+    out = np.zeros((N_LEADS, signal.shape[1]), dtype=np.float32)
+    mask = np.zeros(N_LEADS, dtype=bool)
+    for channel, name in enumerate(lead_names):
+        lead = canonical_lead(name)
+        if lead is None:
+            continue
+        index = LEAD_ORDER.index(lead)
+        if not mask[index]:
+            out[index] = signal[channel]
+            mask[index] = True
+    return out, mask
+
+
+def native_samples_needed(fs: float, config: PreprocessConfig) -> int:
+    """How many native samples cover `target_length` samples at `target_fs`."""
+    return math.ceil(config.target_length * fs / config.target_fs)
+
+
+def resample(signal: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
+    """Polyphase resampling along the last axis (anti-aliased); a no-op at the target rate."""
+    if fs <= 0 or not math.isfinite(fs):
+        raise ValueError(f"invalid sampling rate {fs!r}")
+    ratio = Fraction(target_fs / fs).limit_denominator(1000)
+    if ratio == 1:
+        return signal.astype(np.float32, copy=False)
+    return resample_poly(signal, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
+
+
+def zscore(signal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-lead z-score. Flat leads (std below `FLAT_STD`) become zeros, never NaN.
+
+    Returns the normalised array and a mask of the flat leads.
+    """
+    signal = signal.astype(np.float32, copy=False)
+    mean = signal.mean(axis=-1, keepdims=True, dtype=np.float64)
+    std = signal.std(axis=-1, keepdims=True, dtype=np.float64)
+    flat = std[..., 0] < FLAT_STD
+    safe_std = np.where(std < FLAT_STD, 1.0, std)
+    out = ((signal - mean) / safe_std).astype(np.float32)
+    out[flat] = 0.0
+    return out, flat
+
+
+def fit_length(signal: np.ndarray, length: int) -> np.ndarray:
+    """Truncate (keep the start) or zero-pad (at the end) along the last axis to `length`."""
+    n = signal.shape[-1]
+    if n >= length:
+        return signal[..., :length]
+    pad = [(0, 0)] * (signal.ndim - 1) + [(0, length - n)]
+    return np.pad(signal, pad)
+
+
+def preprocess(signal: np.ndarray, fs: float, lead_names: list[str], config: PreprocessConfig) -> PreprocessedSignal:
+    """Canonical leads, crop, resample, z-score, fit length: one record end to end.
+
+    Raises `ValueError` with a user-facing reason for inputs that cannot give a valid tensor
+    (no standard ECG lead, non-finite samples, invalid rate, empty signal).
+    """
+    warnings: list[str] = []
+    if not (math.isfinite(fs) and fs > 0):
+        raise ValueError(f"invalid sampling rate {fs!r}")
+    if signal.ndim != 2 or signal.shape[-1] == 0:
+        raise ValueError(f"empty signal (shape {signal.shape})")
+    canonical, lead_mask = to_canonical_leads(signal, lead_names)
+    if not lead_mask.any():
+        raise ValueError(f"no standard ECG lead among channels {', '.join(lead_names) or '(none)'}")
+    canonical = canonical[:, : native_samples_needed(fs, config)]
+    if not np.isfinite(canonical).all():
+        bad = int((~np.isfinite(canonical)).sum())
+        raise ValueError(f"{bad} non-finite (NaN or infinite) sample(s)")
+    ratio = max(fs, config.target_fs) / min(fs, config.target_fs)
+    if ratio > config.resample_warn_ratio:
+        warnings.append(f"native rate {fs:g} Hz is {ratio:.1f}x away from {config.target_fs:g} Hz")
+    # Flatness is judged on the native samples: resampling filters ring at a constant's edges.
+    flat_mask = (canonical.std(axis=-1, dtype=np.float64) < FLAT_STD) & lead_mask
+    normalised, _ = zscore(resample(canonical, fs, config.target_fs))
+    normalised[flat_mask] = 0.0
+    if flat_mask.any():
+        warnings.append("flat lead(s): " + ", ".join(np.asarray(LEAD_ORDER)[flat_mask]))
+    return PreprocessedSignal(fit_length(normalised, config.target_length), lead_mask, flat_mask, warnings)

@@ -1,0 +1,401 @@
+"""Training loop for ECGResNet1D on a record store: AMP, accumulation, cosine LR, checkpoints, resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+from torch import nn
+
+from ecg_assets.core.checkpoints import file_sha256, load_checkpoint, save_checkpoint
+from ecg_assets.core.data import StoreBatches, augment
+from ecg_assets.core.labels import LABELS
+from ecg_assets.core.metrics import macro_f1
+from ecg_assets.core.model import ECGResNet1D, ModelConfig, count_parameters
+from ecg_assets.core.storage import atomic_write_json
+from ecg_assets.core.store import RecordStore
+
+logger = logging.getLogger(__name__)
+
+BEST_CHECKPOINT = "best.pth"
+LATEST_CHECKPOINT = "latest.pth"
+# A logit this low removes a class the training split never contained (safe in fp16).
+ABSENT_CLASS_LOGIT = -1e4
+# Settings that change how a run is reported, not what it learns: excluded from the fingerprint.
+_NON_SEMANTIC_FIELDS = {"log_every_batches", "resume"}
+
+
+class TrainingConfig(BaseModel):
+    """Everything that decides what the model learns (and a few reporting knobs)."""
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=2)
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up before the cosine decay.")
+    grad_accumulation_steps: int = Field(1, ge=1)
+    seed: int = 42
+    base_channels: int = Field(32, ge=4, description="Width of the first ResNet stage (32 gives ~1.5M parameters).")
+    balance: Literal["loss_weights", "sampler", "none"] = "loss_weights"
+    noise_std: float = Field(0.05, ge=0, description="Gaussian noise added to training batches (z-score units).")
+    scale_range: float = Field(0.1, ge=0, lt=1, description="Random amplitude scaling in [1-r, 1+r].")
+    early_stopping_patience: int = Field(
+        0, ge=0, description="Stop after this many epochs without a better val macro F1 (0: off)."
+    )
+    log_every_batches: int = Field(50, ge=1)
+    resume: bool = Field(True, description="Continue from latest.pth when config and data are unchanged.")
+
+    def architecture(self) -> ModelConfig:
+        return ModelConfig(num_classes=len(LABELS), base_channels=self.base_channels)
+
+
+@dataclass
+class DeviceSettings:
+    """Where and how to run: the device, its AMP dtype (None: full precision), and copy flags."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+    non_blocking: bool = False
+
+
+@dataclass
+class TrainingResult:
+    history: list[dict]
+    best_epoch: int
+    best_val_macro_f1: float
+    epochs_run: int
+    parameters: int
+    resumed_from_epoch: int | None
+    already_complete: bool
+    stopped_early: bool
+    wall_seconds: float
+    best_checkpoint: Path
+    latest_checkpoint: Path
+    best_checkpoint_sha256: str
+    notes: list[str] = field(default_factory=list)
+
+
+def training_fingerprint(config: TrainingConfig, store: RecordStore, splits: dict[str, list[int]]) -> str:
+    """Hash of what determines the result: semantic config, store generation and the split."""
+    semantic = config.model_dump(exclude=_NON_SEMANTIC_FIELDS)
+    payload = json.dumps({"config": semantic, "store": store.generation, "splits": splits}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Inverse-frequency weights (mean 1 over present classes); absent classes get 0."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / max((counts > 0).sum(), 1), 0.0)
+    return weights
+
+
+def cosine_with_warmup(total_steps: int, warmup_steps: int):
+    """LR multiplier: linear warm-up to 1, then cosine decay to 0 at `total_steps`."""
+
+    def multiplier(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return multiplier
+
+
+def masked_logits(logits: torch.Tensor, class_mask: torch.Tensor) -> torch.Tensor:
+    """Suppress classes absent from the training split."""
+    return logits.masked_fill(~class_mask, ABSENT_CLASS_LOGIT)
+
+
+@torch.no_grad()
+def predict_probabilities(
+    model: nn.Module, batches: StoreBatches, settings: DeviceSettings, class_mask: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Class probabilities, true labels and mean cross-entropy over `batches` (in order)."""
+    model.eval()
+    probabilities, labels, losses = [], [], []
+    for signals, targets in batches:
+        signals = signals.to(settings.device, non_blocking=settings.non_blocking)
+        with _autocast(settings):
+            logits = masked_logits(model(signals).float(), class_mask)
+        losses.append(nn.functional.cross_entropy(logits.cpu(), targets, reduction="sum").item())
+        probabilities.append(torch.softmax(logits, dim=1).cpu().numpy())
+        labels.append(targets.numpy())
+    if not probabilities:
+        return np.zeros((0, len(class_mask))), np.zeros(0, np.int64), 0.0
+    y_true = np.concatenate(labels)
+    return np.concatenate(probabilities), y_true, float(sum(losses) / max(len(y_true), 1))
+
+
+def _autocast(settings: DeviceSettings):
+    enabled = settings.amp_dtype is not None
+    return torch.autocast(device_type=settings.device.type, dtype=settings.amp_dtype, enabled=enabled)
+
+
+class _Trainer:
+    """The objects one training run needs, and the steps of the loop (see `train_model`)."""
+
+    def __init__(
+        self, store: RecordStore, splits: dict[str, list[int]], config: TrainingConfig, settings: DeviceSettings
+    ):
+        self.config, self.settings = config, settings
+        self.labels = store.index["label_index"].to_numpy(dtype=np.int64)
+        train_idx, val_idx = np.asarray(splits["train"]), np.asarray(splits["val"])
+        if len(train_idx) < 2:
+            raise ValueError(f"training split has {len(train_idx)} record(s); need at least 2")
+        self.train_counts = np.bincount(self.labels[train_idx], minlength=len(LABELS))
+        self.class_mask = torch.as_tensor(self.train_counts > 0, device=settings.device)
+        self.fingerprint = training_fingerprint(config, store, splits)
+        self.preprocess = store.manifest.get("metadata", {}).get("preprocess", {})
+
+        torch.manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.model = ECGResNet1D(config.architecture()).to(settings.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        weights = class_weights(self.labels[train_idx], len(LABELS))
+        self.train_batches = StoreBatches(
+            store,
+            train_idx,
+            self.labels,
+            config.batch_size,
+            shuffle=True,
+            weights=weights[self.labels[train_idx]] if config.balance == "sampler" else None,
+            generator=self.generator,
+        )
+        self.val_batches = StoreBatches(store, val_idx, self.labels, config.batch_size)
+        loss_weights = torch.as_tensor(weights, dtype=torch.float32) if config.balance == "loss_weights" else None
+        self.criterion = nn.CrossEntropyLoss(weight=None if loss_weights is None else loss_weights.to(settings.device))
+        steps_per_epoch = math.ceil(len(self.train_batches) / config.grad_accumulation_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            cosine_with_warmup(config.epochs * steps_per_epoch, round(config.warmup_epochs * steps_per_epoch)),
+        )
+        self.scaler = torch.amp.GradScaler(settings.device.type, enabled=settings.amp_dtype == torch.float16)
+        self.history: list[dict] = []
+        self.best_f1, self.best_epoch = -1.0, 0
+        self.finished = self.stopped_early = False
+
+    @property
+    def epoch(self) -> int:
+        return len(self.history)
+
+    def restore(self, latest: dict) -> None:
+        """Continue exactly where `latest` stopped: weights, optimizer, schedule, scaler and RNGs."""
+        self.model.load_state_dict(latest["model_state"])
+        self.optimizer.load_state_dict(latest["optimizer_state"])
+        self.scheduler.load_state_dict(latest["scheduler_state"])
+        self.scaler.load_state_dict(latest["scaler_state"])
+        torch.set_rng_state(latest["rng_state"])
+        self.generator.set_state(latest["generator_state"])
+        self.history = list(latest["history"])
+        self.best_f1, self.best_epoch = float(latest["best_val_macro_f1"]), int(latest["best_epoch"])
+        self.finished, self.stopped_early = bool(latest["finished"]), bool(latest["stopped_early"])
+
+    def train_one_epoch(self) -> float:
+        """One pass over the training batches; returns the mean training loss."""
+        config, settings = self.config, self.settings
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        running_loss, seen = 0.0, 0
+        for step, (signals, targets) in enumerate(self.train_batches, start=1):
+            if len(targets) < 2:  # BatchNorm needs more than one sample
+                continue
+            signals = augment(signals, config.noise_std, config.scale_range, self.generator)
+            signals = signals.to(settings.device, non_blocking=settings.non_blocking)
+            targets = targets.to(settings.device, non_blocking=settings.non_blocking)
+            with _autocast(settings):
+                loss = self.criterion(masked_logits(self.model(signals).float(), self.class_mask), targets)
+            self.scaler.scale(loss / config.grad_accumulation_steps).backward()
+            if step % config.grad_accumulation_steps == 0 or step == len(self.train_batches):
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scheduler.step()
+            running_loss += loss.item() * len(targets)
+            seen += len(targets)
+            if step % config.log_every_batches == 0:
+                logger.info(
+                    "epoch %d batch %d/%d loss %.4f", self.epoch + 1, step, len(self.train_batches), running_loss / seen
+                )
+        return running_loss / max(seen, 1)
+
+    def validate(self) -> tuple[float, float]:
+        """Validation loss and macro F1 over the classes present in training."""
+        probabilities, y_val, val_loss = predict_probabilities(
+            self.model, self.val_batches, self.settings, self.class_mask
+        )
+        return val_loss, macro_f1(y_val, probabilities.argmax(axis=1), np.flatnonzero(self.train_counts))
+
+    def end_epoch(self, record: dict) -> bool:
+        """Record an epoch; returns True when it is the best so far."""
+        self.history.append(record)
+        improved = record["val_macro_f1"] > self.best_f1
+        if improved:
+            self.best_f1, self.best_epoch = record["val_macro_f1"], self.epoch
+        patience = self.config.early_stopping_patience
+        self.stopped_early = bool(patience and self.epoch - self.best_epoch >= patience)
+        self.finished = self.stopped_early or self.epoch == self.config.epochs
+        return improved
+
+    def checkpoint(self, full: bool) -> dict:
+        """Checkpoint payload; `full` adds what resuming needs (optimizer, schedule, scaler, RNGs)."""
+        payload = {
+            "epoch": self.epoch,
+            "fingerprint": self.fingerprint,
+            "model_state": self.model.state_dict(),
+            "model_config": self.config.architecture().model_dump(),
+            "training_config": self.config.model_dump(),
+            "preprocess": self.preprocess,
+            "classes": list(LABELS),
+            "class_mask": self.class_mask.cpu().tolist(),
+            "best_val_macro_f1": self.best_f1,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "finished": self.finished,
+            "stopped_early": self.stopped_early,
+        }
+        if full:
+            payload.update(
+                optimizer_state=self.optimizer.state_dict(),
+                scheduler_state=self.scheduler.state_dict(),
+                scaler_state=self.scaler.state_dict(),
+                rng_state=torch.get_rng_state(),
+                generator_state=self.generator.get_state(),
+            )
+        return payload
+
+
+def _resume_note(trainer: _Trainer, latest_path: Path, config: TrainingConfig) -> str | None:
+    """Restore `trainer` from `latest.pth` when it matches; returns what happened, for the log."""
+    if not config.resume or not latest_path.is_file():
+        return None
+    latest = load_checkpoint(latest_path)
+    if latest.get("fingerprint") != trainer.fingerprint:
+        return "latest.pth was trained with another config or data; starting fresh"
+    trainer.restore(latest)
+    if trainer.finished:
+        return (
+            f"latest.pth already holds a finished run (epoch {trainer.epoch}) with this config and data; not retraining"
+        )
+    return f"resuming from latest.pth after epoch {trainer.epoch}"
+
+
+def train_model(
+    store: RecordStore,
+    splits: dict[str, list[int]],
+    config: TrainingConfig,
+    settings: DeviceSettings,
+    models_dir: Path,
+    log_file: Path,
+) -> TrainingResult:
+    """Train on `splits["train"]`, select on `splits["val"]` macro F1, keep best and latest checkpoints.
+
+    Resumes from `latest.pth` when its fingerprint (config, data, split) matches; a finished
+    matching run is reported without retraining; any change starts fresh and says so.
+    """
+    started = time.perf_counter()
+    models_dir.mkdir(parents=True, exist_ok=True)
+    best_path, latest_path = models_dir / BEST_CHECKPOINT, models_dir / LATEST_CHECKPOINT
+    trainer = _Trainer(store, splits, config, settings)
+    note = _resume_note(trainer, latest_path, config)
+    notes = [note] if note else []
+    resumed_from = trainer.epoch if trainer.history else None
+    already_complete = trainer.finished
+    for message in notes:
+        logger.info(message)
+    parameters = count_parameters(trainer.model)
+    logger.info(
+        "training ECGResNet1D (%d parameters) on %s%s: %d train / %d val records, %d epochs",
+        parameters,
+        settings.device,
+        f" with {settings.amp_dtype} autocast" if settings.amp_dtype else "",
+        len(splits["train"]),
+        len(splits["val"]),
+        config.epochs,
+    )
+    while not trainer.finished:
+        epoch_started = time.perf_counter()
+        train_loss = trainer.train_one_epoch()
+        val_loss, val_f1 = trainer.validate()
+        record = {
+            "epoch": trainer.epoch + 1,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_macro_f1": val_f1,
+            "learning_rate": trainer.optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - epoch_started,
+        }
+        improved = trainer.end_epoch(record)
+        if improved:
+            save_checkpoint(best_path, trainer.checkpoint(full=False))
+        save_checkpoint(latest_path, trainer.checkpoint(full=True))
+        logger.info(
+            "epoch %d/%d train_loss %.4f val_loss %.4f val_macro_f1 %.4f lr %.2e (%.1f s)%s",
+            trainer.epoch,
+            config.epochs,
+            train_loss,
+            val_loss,
+            val_f1,
+            record["learning_rate"],
+            record["seconds"],
+            " *best*" if improved else "",
+        )
+        _write_training_log(
+            log_file, config, settings, trainer.history, trainer.best_epoch, trainer.best_f1, resumed_from, notes
+        )
+        if trainer.stopped_early:
+            logger.info("early stopping: no better val macro F1 for %d epochs", config.early_stopping_patience)
+    if already_complete:
+        _write_training_log(
+            log_file, config, settings, trainer.history, trainer.best_epoch, trainer.best_f1, resumed_from, notes
+        )
+    return TrainingResult(
+        history=trainer.history,
+        best_epoch=trainer.best_epoch,
+        best_val_macro_f1=trainer.best_f1,
+        epochs_run=trainer.epoch,
+        parameters=parameters,
+        resumed_from_epoch=resumed_from,
+        already_complete=already_complete,
+        stopped_early=trainer.stopped_early,
+        wall_seconds=time.perf_counter() - started,
+        best_checkpoint=best_path,
+        latest_checkpoint=latest_path,
+        best_checkpoint_sha256=file_sha256(best_path),
+        notes=notes,
+    )
+
+
+def _write_training_log(
+    path: Path,
+    config: TrainingConfig,
+    settings: DeviceSettings,
+    history: list[dict],
+    best_epoch: int,
+    best_f1: float,
+    resumed_from: int | None,
+    notes: list[str],
+) -> None:
+    atomic_write_json(
+        path,
+        {
+            "config": config.model_dump(),
+            "device": str(settings.device),
+            "amp_dtype": str(settings.amp_dtype) if settings.amp_dtype else None,
+            "best_epoch": best_epoch,
+            "best_val_macro_f1": best_f1,
+            "resumed_from_epoch": resumed_from,
+            "notes": notes,
+            "epochs": history,
+        },
+    )

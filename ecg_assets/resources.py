@@ -1,0 +1,71 @@
+"""Dagster resources: where data and artifacts live, and the (GPU-tagged) torch compute device."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal, Optional
+
+import dagster as dg
+import torch
+from pydantic import Field
+
+from ecg_assets.core.demo import DEMO_DATASETS, ensure_demo_dataset
+from ecg_assets.core.layout import PartitionLayout, pipeline_log
+from ecg_assets.core.training import DeviceSettings
+from ecg_assets.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class EcgPathsResource(dg.ConfigurableResource):
+    """Dataset root and artifacts root. An empty `data_dir` selects the generated synthetic demo."""
+
+    data_dir: Optional[str] = Field(None, description="Folder whose sub-folders are datasets (ECG_DATA_DIR).")
+    artifacts_dir: str = Field("artifacts", description="Root of every artifact (ECG_ARTIFACTS_DIR).")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "EcgPathsResource":
+        return cls(
+            data_dir=str(settings.data_dir) if settings.data_dir else None, artifacts_dir=str(settings.artifacts_dir)
+        )
+
+    def settings(self) -> Settings:
+        return Settings(data_dir=Path(self.data_dir) if self.data_dir else None, artifacts_dir=Path(self.artifacts_dir))
+
+    def layout(self, dataset: str) -> PartitionLayout:
+        return PartitionLayout(Path(self.artifacts_dir), dataset)
+
+    @property
+    def pipeline_log(self) -> Path:
+        return pipeline_log(Path(self.artifacts_dir))
+
+    def dataset_dir(self, dataset: str) -> Path:
+        """The dataset's folder; demo datasets are generated here on first use."""
+        settings = self.settings()
+        if settings.is_demo and dataset in DEMO_DATASETS:
+            return ensure_demo_dataset(settings.datasets_root, dataset)
+        return settings.dataset_dir(dataset)
+
+
+class TorchDeviceResource(dg.ConfigurableResource):
+    """The compute device for training and inference (GPU-tagged: the training asset's pool is `gpu`).
+
+    `auto` picks CUDA when available and otherwise falls back to the CPU with a warning.
+    """
+
+    device: Literal["auto", "cuda", "cpu"] = Field("auto", description="auto | cuda | cpu")
+    mixed_precision: bool = Field(True, description="Autocast on CUDA: bf16 where supported, else fp16 + GradScaler.")
+
+    def device_settings(self) -> DeviceSettings:
+        """Resolve the configured device into what the training loop needs."""
+        cuda = torch.cuda.is_available()
+        if self.device == "cuda" and not cuda:
+            raise RuntimeError("device='cuda' was requested but torch.cuda.is_available() is False")
+        if self.device == "auto" and not cuda:
+            logger.warning("no CUDA device available: using the CPU (set device='cpu' to silence this)")
+        device = torch.device("cuda" if cuda and self.device != "cpu" else "cpu")
+        amp_dtype = None
+        if device.type == "cuda" and self.mixed_precision:
+            amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return DeviceSettings(device=device, amp_dtype=amp_dtype, non_blocking=device.type == "cuda")

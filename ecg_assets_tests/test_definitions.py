@@ -1,0 +1,96 @@
+import json
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from ecg_assets.assets import ecg_assets, trained_model
+from ecg_assets.core.demo import MARKER_FILE
+from ecg_assets.definitions import defs
+from ecg_assets.partitions import dataset_partitions
+from ecg_assets.resources import EcgPathsResource, TorchDeviceResource
+
+FAST_TRAINING = {"epochs": 2, "batch_size": 16, "base_channels": 8}
+
+
+def test_definitions_load_with_five_assets_and_the_pipeline_job():
+    keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
+    assert keys == {"label_mapping", "processed_records", "splits", "trained_model", "test_metrics"}
+    assert defs.resolve_job_def("ecg_pipeline") is not None
+
+
+def test_all_assets_share_one_partitions_definition_and_form_a_chain():
+    assert all(asset.partitions_def is dataset_partitions for asset in ecg_assets)
+    assert dataset_partitions.get_partition_keys() == ["demo_cinc2017", "demo_cinc2021"]
+    graph = defs.resolve_asset_graph()
+    chain = ["label_mapping", "processed_records", "splits", "trained_model", "test_metrics"]
+    for upstream, downstream in zip(chain, chain[1:]):
+        parents = {key.to_user_string() for key in graph.get(dg.AssetKey(downstream)).parent_keys}
+        assert parents == {upstream}
+
+
+def test_training_asset_uses_gpu_resource_pool_and_k8s_tags():
+    assert "gpu" in trained_model.required_resource_keys
+    assert trained_model.op.pool == "gpu"
+    assert "pytorch" in trained_model.specs_by_key[dg.AssetKey("trained_model")].kinds
+    k8s_config = json.loads(trained_model.op.tags["dagster-k8s/config"])  # op tags are stored as JSON
+    limits = k8s_config["container_config"]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "1"
+
+
+def test_device_resource_falls_back_to_cpu_without_cuda():
+    settings = TorchDeviceResource(device="auto").device_settings()
+    assert settings.device.type in ("cpu", "cuda")
+    assert TorchDeviceResource(device="cpu").device_settings().amp_dtype is None
+
+
+@pytest.mark.slow
+def test_demo_partition_materializes_end_to_end(tmp_path):
+    result = dg.materialize(
+        ecg_assets,
+        partition_key="demo_cinc2021",
+        resources={"paths": EcgPathsResource(artifacts_dir=str(tmp_path)), "gpu": TorchDeviceResource(device="cpu")},
+        run_config={"ops": {"trained_model": {"config": FAST_TRAINING}}},
+    )
+    assert result.success
+    root = tmp_path / "demo_cinc2021"
+    assert (tmp_path / "demo_data" / "demo_cinc2021" / MARKER_FILE).is_file()
+    for relative in (
+        "label_mapping.csv",
+        "processed/splits.json",
+        "processed/label_map.json",
+        "processed/labels.npy",
+        "processed/failures.csv",
+        "models/best.pth",
+        "models/latest.pth",
+        "training_log.json",
+        "test_metrics.json",
+        "figures/training_history.png",
+        "figures/test_f1_scores.png",
+    ):
+        assert (root / relative).is_file(), relative
+    assert (tmp_path / "logs" / "pipeline.log").read_text().count("[demo_cinc2021]") > 5
+
+    processed = result.asset_materializations_for_node("processed_records")[0].metadata
+    assert processed["discovered"].value == 200 and processed["failed"].value == 1
+    assert processed["processed"].value == 199
+    assert "SYNTHETIC" in processed["dataset"].value
+    labels = np.load(root / "processed" / "labels.npy")
+    assert len(labels) == 199
+
+    metrics = result.asset_materializations_for_node("test_metrics")[0].metadata
+    assert 0.0 <= metrics["macro_f1"].value <= 1.0
+    saved = json.loads((root / "test_metrics.json").read_text())
+    assert saved["macro_f1"] == metrics["macro_f1"].value and len(saved["classes"]) == 5
+
+
+def test_smoke_test_processes_ten_records(tmp_path):
+    resources = {"paths": EcgPathsResource(artifacts_dir=str(tmp_path))}
+    result = dg.materialize(
+        ecg_assets[:2],
+        partition_key="demo_cinc2017",
+        resources=resources,
+        run_config={"ops": {"processed_records": {"config": {"smoke_test": True}}}},
+    )
+    metadata = result.asset_materializations_for_node("processed_records")[0].metadata
+    assert metadata["discovered"].value == 10 and metadata["processed"].value == 10

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from ecg_assets.core.signal import (
+    LEAD_ORDER,
+    PreprocessConfig,
+    canonical_lead,
+    fit_length,
+    preprocess,
+    resample,
+    to_canonical_leads,
+    zscore,
+)
+
+
+def test_lead_names_match_case_insensitively_and_fill_missing_with_mask():
+    signal = np.stack([np.full(10, 1.0), np.full(10, 2.0), np.full(10, 3.0)])
+    canonical, mask = to_canonical_leads(signal, ["v6", "AVR", "Resp"])
+    assert canonical.shape == (12, 10)
+    assert mask.tolist() == [name in ("aVR", "V6") for name in LEAD_ORDER]
+    assert canonical[LEAD_ORDER.index("V6")][0] == 1.0
+    assert canonical[LEAD_ORDER.index("aVR")][0] == 2.0
+    assert not canonical[~mask].any()
+
+
+def test_monitor_lead_aliases():
+    assert canonical_lead("MLII") == "II"
+    assert canonical_lead("MCL1") == "V1"
+    assert canonical_lead("ABP") is None
+
+
+@pytest.mark.parametrize("fs", [250.0, 300.0, 360.0, 1000.0, 257.0])
+def test_resample_changes_length_by_rate_ratio_and_keeps_a_slow_sine(fs):
+    t = np.arange(int(fs * 4)) / fs
+    out = resample(np.sin(2 * np.pi * 2 * t)[None, :], fs, 500.0)
+    assert out.shape[-1] == pytest.approx(2000, abs=2)
+    expected = np.sin(2 * np.pi * 2 * np.arange(out.shape[-1]) / 500.0)
+    assert np.abs(out[0, 100:-100] - expected[100:-100]).max() < 0.02
+
+
+def test_resample_is_identity_at_target_rate():
+    signal = np.random.default_rng(0).normal(size=(2, 100)).astype(np.float32)
+    assert np.array_equal(resample(signal, 500.0, 500.0), signal)
+
+
+def test_zscore_flat_lead_becomes_zero_not_nan():
+    signal = np.stack([np.arange(100, dtype=np.float32), np.full(100, 7.0, np.float32), np.zeros(100, np.float32)])
+    out, flat = zscore(signal)
+    assert np.isfinite(out).all()
+    assert flat.tolist() == [False, True, True]
+    assert out[0].mean() == pytest.approx(0, abs=1e-6) and out[0].std() == pytest.approx(1, abs=1e-4)
+    assert not out[1:].any()
+
+
+def test_fit_length_truncates_start_and_pads_end():
+    signal = np.arange(10, dtype=np.float32)[None, :]
+    assert fit_length(signal, 4).tolist() == [[0, 1, 2, 3]]
+    assert fit_length(signal, 12).tolist() == [[*range(10), 0, 0]]
+
+
+def test_preprocess_single_lead_300hz_goes_to_lead_i():
+    fs = 300.0
+    signal = np.sin(2 * np.pi * 1.3 * np.arange(int(fs * 30)) / fs)[None, :].astype(np.float32)
+    result = preprocess(signal, fs, ["I"], PreprocessConfig())
+    assert result.signal.shape == (12, 5000) and result.signal.dtype == np.float32
+    assert result.lead_mask.tolist() == [True] + [False] * 11
+    assert result.signal[0].std() == pytest.approx(1, abs=0.05)
+    assert not result.signal[1:].any()
+
+
+def test_preprocess_short_record_is_padded_after_normalisation():
+    signal = np.random.default_rng(1).normal(size=(12, 2500)).astype(np.float32)
+    result = preprocess(signal, 500.0, list(LEAD_ORDER), PreprocessConfig())
+    assert not result.signal[:, 2500:].any()
+    assert result.signal[:, :2500].std(axis=1) == pytest.approx(np.ones(12), abs=1e-3)
+
+
+def test_preprocess_warns_for_far_rate_and_flat_lead():
+    signal = np.random.default_rng(2).normal(size=(2, 2000)).astype(np.float32)
+    signal[1] = 3.0
+    result = preprocess(signal, 125.0, ["I", "II"], PreprocessConfig())
+    assert any("125 Hz" in message for message in result.warnings)
+    assert result.flat_mask.tolist()[:2] == [False, True]
+    assert np.isfinite(result.signal).all()
+
+
+@pytest.mark.parametrize(
+    "signal, fs, leads, reason",
+    [
+        (np.ones((1, 100), np.float32), 0.0, ["I"], "sampling rate"),
+        (np.ones((1, 0), np.float32), 500.0, ["I"], "empty signal"),
+        (np.ones((2, 100), np.float32), 500.0, ["ABP", "RESP"], "no standard ECG lead"),
+        (np.array([[1.0, np.nan, 2.0]], np.float32), 500.0, ["I"], "non-finite"),
+    ],
+)
+def test_preprocess_rejects_unusable_input_with_reason(signal, fs, leads, reason):
+    with pytest.raises(ValueError, match=reason):
+        preprocess(signal, fs, leads, PreprocessConfig())

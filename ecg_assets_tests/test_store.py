@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from ecg_assets.core.store import MANIFEST, RecordStore, RecordStoreWriter
+
+
+def _rows(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [
+        (rng.normal(size=(12, 50)).astype(np.float32), {"record_id": f"r{i}", "label_index": i % 5}) for i in range(n)
+    ]
+
+
+def test_round_trip_across_shards_in_float16(tmp_path):
+    rows = _rows(7)
+    with RecordStoreWriter(tmp_path, (12, 50), shard_size=3) as writer:
+        for signal, row in rows:
+            writer.append(signal, row)
+        store = writer.commit()
+    assert len(store) == 7 and len(store.manifest["shards"]) == 3
+    assert store.index["record_id"].tolist() == [f"r{i}" for i in range(7)]
+    batch = store.signals([6, 0, 3])
+    assert batch.dtype == np.float32 and batch.shape == (3, 12, 50)
+    for got, index in zip(batch, [6, 0, 3]):
+        np.testing.assert_allclose(got, rows[index][0], atol=2e-3, rtol=1e-3)
+    shard = np.load(tmp_path / store.manifest["shards"][2]["file"], mmap_mode="r")
+    assert isinstance(shard, np.memmap) and shard.shape == (1, 12, 50)
+
+
+def test_failed_write_keeps_previous_generation(tmp_path):
+    with RecordStoreWriter(tmp_path, (12, 50)) as writer:
+        for signal, row in _rows(2):
+            writer.append(signal, row)
+        first = writer.commit()
+    with pytest.raises(RuntimeError):
+        with RecordStoreWriter(tmp_path, (12, 50)) as writer:
+            for signal, row in _rows(4, seed=1):
+                writer.append(signal, row)
+            raise RuntimeError("killed mid-write")
+    reopened = RecordStore(tmp_path)
+    assert reopened.generation == first.generation and len(reopened) == 2
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(path.name for path in first.files())
+
+
+def test_new_generation_replaces_old_files(tmp_path):
+    for seed in (0, 1):
+        with RecordStoreWriter(tmp_path, (12, 50)) as writer:
+            for signal, row in _rows(2, seed):
+                writer.append(signal, row)
+            store = writer.commit()
+    assert {path.name for path in tmp_path.iterdir()} == {path.name for path in store.files()}
+
+
+def test_empty_store(tmp_path):
+    with RecordStoreWriter(tmp_path, (12, 50)) as writer:
+        store = writer.commit()
+    assert len(store) == 0 and (tmp_path / MANIFEST).is_file()
+
+
+def test_missing_store_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no processed-record store"):
+        RecordStore(tmp_path)
