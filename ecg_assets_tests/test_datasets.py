@@ -30,10 +30,9 @@ def test_cinc2017_reference_prefix_and_unmatched_rows(tmp_path, demo_root):
         shutil.copy(demo_root / "demo_cinc2017" / name, folder / name)
     (folder / "REFERENCE-v3.csv").write_text("A00/A00001,N,0\nA00/A00002,A,0\nA00/A00009,O,0\n")
     scan = detect_layout(folder).scan(folder)
-    assert [(e.record_id, e.native_labels) for e in scan.entries] == [("A00001", ("N",)), ("A00002", ("A",))]
-    reasons = dict(scan.problems)
-    assert "no A00009.mat" in reasons["A00/A00009"]
-    assert "no row" in reasons["A00003.mat"]
+    entries = [(e.record_id, e.native_labels) for e in scan.entries]
+    assert entries == [("A00001", ("N",)), ("A00002", ("A",)), ("A00003", ())]  # A00003: no row, unlabelled
+    assert dict(scan.problems) == {"A00/A00009": "REFERENCE-v3.csv: matches no record in the dataset folder"}
 
 
 def test_demo_cinc2021_layout_reads_twelve_leads_and_dx(demo_root):
@@ -69,7 +68,7 @@ def test_truncated_signal_file_is_a_read_error(tmp_path):
     dat = header.with_suffix(".dat")
     dat.write_bytes(dat.read_bytes()[:10])
     layout = detect_layout(tmp_path / "d")
-    with pytest.raises(RecordReadError, match="unreadable WFDB record"):
+    with pytest.raises(RecordReadError, match="r1.dat is truncated: 10 bytes"):
         layout.read(tmp_path / "d", RecordEntry("r1", "r1.hea"))
 
 

@@ -12,13 +12,16 @@ class RecordEntry:
     """One record as listed by a dataset layout, before any signal is read.
 
     `source_file` is relative to the dataset folder (POSIX separators), so a label mapping
-    table stays valid when the data folder moves.
+    table stays valid when the data folder moves. `excluded_reason` marks a record the layout
+    found but that must not be processed (for example a second header for the same signal file).
     """
 
     record_id: str
     source_file: str
     native_labels: tuple[str, ...] = ()
     patient_id: str | None = None
+    strat_fold: int | None = None
+    excluded_reason: str = ""
 
 
 @dataclass
@@ -36,3 +39,8 @@ class Recording:
 
 class RecordReadError(Exception):
     """A record that cannot be turned into a tensor; the message is shown to users as the reason."""
+
+
+def duplicate_reason(record_id: str) -> str:
+    """Why the second and later rows carrying one record id are skipped."""
+    return f"duplicate record id {record_id!r}: an earlier row with this id is processed, this one is skipped"
