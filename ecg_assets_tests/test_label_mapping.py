@@ -54,7 +54,7 @@ def test_csv_overrides_with_id_variants_and_reports_unmatched_rows(wfdb_dataset)
     mapping = build_label_mapping(wfdb_dataset, "holter", [wfdb_dataset.parent / "unified_label_mapping.csv"])
     labels = dict(zip(mapping.table["record_id"], mapping.table["mapped_label"]))
     assert labels == {"r1": "AF", "r2": "MI", "r3": "OTHER"}
-    assert ("ghost", "row in unified_label_mapping.csv matches no record in the dataset folder") in mapping.problems
+    assert ("ghost", "row in unified_label_mapping.csv: matches no record in the dataset folder") in mapping.problems
 
 
 def test_csv_override_beats_native_labels(demo_root, tmp_path):

@@ -73,7 +73,7 @@ def _match_overrides(index: RecordIdIndex, overrides: dict[str, str]) -> tuple[d
     for raw_id, label in overrides.items():
         record_id, reason = index.match(raw_id)
         if record_id is None:
-            problems.append((raw_id, f"row in unified_label_mapping.csv {reason}"))
+            problems.append((raw_id, f"row in unified_label_mapping.csv: {reason}"))
             continue
         if matched.get(record_id, label) != label:
             problems.append((raw_id, f"another row also labels record {record_id}; this later row wins"))

@@ -84,7 +84,7 @@ def process_records(
                 report.failures.append((entry.record_id, failure_reason(error)))
                 logger.warning("skipping record %s: %s", entry.record_id, report.failures[-1][1])
                 continue
-            for message in result.warnings:
+            for message in [*recording.notes, *result.warnings]:
                 report.warnings[message] += 1
                 logger.debug("record %s: %s", entry.record_id, message)
             writer.append(

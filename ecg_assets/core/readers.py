@@ -18,7 +18,7 @@ from wfdb.io import _signal as wfdb_signal
 
 from ecg_assets.core.matfiles import mat4_matrices, mat_version, read_mat_matrix
 from ecg_assets.core.records import Recording, RecordReadError
-from ecg_assets.core.signal import ecg_channels, no_ecg_lead_message
+from ecg_assets.core.signal import ecg_channels, no_ecg_lead_message, unused_channels_message
 
 # Bytes per sample of the WFDB storage formats (FLAC formats 508/516/524 are compressed: not checked).
 _BYTES_PER_SAMPLE = {
@@ -124,11 +124,13 @@ def read_wfdb(
     _check_against_header(header, names, channels, digital, whole=frames == sig_len)
     signal = np.stack([_to_physical(header, channel, samples) for channel, samples in zip(channels, digital)])
     spf = per_frame.pop()
+    unused = [name for channel, name in enumerate(names) if channel not in channels]
     return Recording(
         signal=signal.astype(np.float32),
         fs=float(header.fs) * spf,
         lead_names=[names[channel] for channel in channels],
         original_samples=sig_len * spf,
+        notes=[unused_channels_message(unused)] if unused else [],
     )
 
 

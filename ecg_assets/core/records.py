@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,12 +29,14 @@ class Recording:
     """A signal as read from disk: `signal` is float32 `[n_leads, n_samples]` in physical units.
 
     `original_samples` is the full length on disk; `signal` may hold only the start of it.
+    `notes` say what the reader left out (for example channels that are not ECG leads).
     """
 
     signal: np.ndarray
     fs: float
     lead_names: list[str]
     original_samples: int
+    notes: list[str] = field(default_factory=list)
 
 
 class RecordReadError(Exception):

@@ -59,7 +59,12 @@ def ecg_channels(lead_names: list[str]) -> list[int]:
 
 
 def no_ecg_lead_message(lead_names: list[str]) -> str:
-    return f"no standard ECG lead among channels {', '.join(lead_names) or '(none)'}"
+    names = ", ".join(name or "(unnamed)" for name in lead_names)
+    return f"no standard ECG lead among channels {names or '(none)'}"
+
+
+def unused_channels_message(lead_names: list[str]) -> str:
+    return f"channels not used (not standard ECG leads): {', '.join(lead_names)}"
 
 
 def to_canonical_leads(signal: np.ndarray, lead_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -135,6 +140,9 @@ def preprocess(signal: np.ndarray, fs: float, lead_names: list[str], config: Pre
     canonical, lead_mask = to_canonical_leads(signal, lead_names)
     if not lead_mask.any():
         raise ValueError(no_ecg_lead_message(lead_names))
+    unused = [name for name in lead_names if canonical_lead(name) is None]
+    if unused:
+        warnings.append(unused_channels_message(unused))
     canonical = canonical[:, : native_samples_needed(fs, config)]
     if not np.isfinite(canonical).all():
         bad = int((~np.isfinite(canonical)).sum())
