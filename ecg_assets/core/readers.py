@@ -21,18 +21,8 @@ from ecg_assets.core.records import Recording, RecordReadError
 from ecg_assets.core.signal import ecg_channels, no_ecg_lead_message, unused_channels_message
 
 # Bytes per sample of the WFDB storage formats (FLAC formats 508/516/524 are compressed: not checked).
-_BYTES_PER_SAMPLE = {
-    "8": 1,
-    "16": 2,
-    "24": 3,
-    "32": 4,
-    "61": 2,
-    "80": 1,
-    "160": 2,
-    "212": 1.5,
-    "310": 4 / 3,
-    "311": 4 / 3,
-}
+_BYTES_PER_SAMPLE = {"8": 1, "16": 2, "24": 3, "32": 4, "61": 2, "80": 1, "160": 2, "212": 1.5}
+_BYTES_PER_SAMPLE.update({"310": 4 / 3, "311": 4 / 3})
 # The sample value each format uses for "no data" (read as NaN).
 _INVALID_SAMPLE = {"8": -128, "80": -128, "16": -32768, "61": -32768, "160": -32768, "212": -2048}
 _INVALID_SAMPLE.update({"24": -(2**23), "32": -(2**31), "310": -512, "311": -512})
