@@ -18,10 +18,12 @@ from ecg_assets.core import (
     evaluation,
     label_mapping as label_mapping_core,
     labels,
+    matfiles,
     metrics,
     model,
     preprocessing,
     readers,
+    record_ids,
     signal,
     splits as splits_core,
     store,
@@ -32,7 +34,7 @@ from ecg_assets.core.demo import MARKER_FILE
 from ecg_assets.core.label_mapping import build_label_mapping, read_label_mapping, write_label_mapping
 from ecg_assets.core.preprocessing import process_records
 from ecg_assets.core.signal import PreprocessConfig
-from ecg_assets.core.splits import SPLIT_NAMES, SplitConfig, read_splits, stratified_split, write_splits
+from ecg_assets.core.splits import SPLIT_NAMES, SplitConfig, assign_splits, read_splits, strat_folds_for, write_splits
 from ecg_assets.core.store import RecordStore
 from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig, train_model
 from ecg_assets.metadata import counts_table, markdown_table, png_markdown, reasons_table
@@ -61,7 +63,14 @@ def source_version(*modules: ModuleType) -> str:
 
 
 # The dataset layout modules (readers and native label tables) as one code dependency.
-DATASET_CODE = (datasets, *(sys.modules[type(layout).__module__] for layout in datasets.LAYOUTS))
+DATASET_CODE = (
+    datasets,
+    datasets.base,
+    datasets.config,
+    matfiles,
+    record_ids,
+    *(sys.modules[type(layout).__module__] for layout in datasets.LAYOUTS),
+)
 
 
 def _dataset_note(paths: EcgPathsResource, dataset: str) -> str:
@@ -119,10 +128,12 @@ def label_mapping(context: dg.AssetExecutionContext, paths: EcgPathsResource) ->
             "labelled": len(mapping.included),
             "excluded": len(table) - len(mapping.included),
             "unmatched": len(mapping.problems),
+            "unlabelled": len(mapping.unlabelled),
             "label_counts": counts_table(mapping.counts(), "mapped_label"),
             "native_label_counts": markdown_table(native_counts),
             "excluded_reasons": counts_table(mapping.excluded_reasons(), "reason"),
             "unmatched_entries": reasons_table(mapping.problems, ("entry", "reason")),
+            "unlabelled_records": markdown_table(mapping.unlabelled[["record_id", "source_file", "mapped_label"]]),
             "override_files": ", ".join(str(path) for path in mapping.override_files) or "none",
             "warnings": "\n".join(mapping.warnings) or "none",
             "path": dg.MetadataValue.path(str(layout.label_mapping)),
@@ -183,21 +194,26 @@ def processed_records(
     deps=[processed_records],
     kinds={"python", "json"},
     code_version=source_version(splits_core),
-    description="Stratified 80/10/10 train/validation/test split of the processed records, reproducible from a seed.",
+    description="Train/validation/test split of the processed records: PTB-XL strat_fold when present, else "
+    "80/10/10 stratified by label with each patient in one split; reproducible from a seed.",
 )
 def splits(context: dg.AssetExecutionContext, config: SplitsConfig, paths: EcgPathsResource) -> dg.MaterializeResult:
     layout = paths.layout(context.partition_key)
-    record_store = RecordStore(layout.processed)
-    split = stratified_split(record_store.index["label"].tolist(), config)
-    write_splits(layout.splits, split, record_store.index["record_id"].tolist(), config)
+    index = RecordStore(layout.processed).index
+    folds = strat_folds_for(index["record_id"].tolist(), read_label_mapping(layout.label_mapping))
+    result = assign_splits(index["label"].tolist(), config, index["patient_id"].tolist(), folds)
+    write_splits(layout.splits, result.positions, index["record_id"].tolist(), config, result.method)
+    split = result.positions
     counts = (
-        pd.DataFrame({name: record_store.index["label"].iloc[split[name]].value_counts() for name in SPLIT_NAMES})
+        pd.DataFrame({name: index["label"].iloc[split[name]].value_counts() for name in SPLIT_NAMES})
         .fillna(0)
         .astype(int)
     )
     return dg.MaterializeResult(
         metadata={
             **{f"{name}_records": len(split[name]) for name in SPLIT_NAMES},
+            "method": result.method,
+            "notes": "\n".join(result.notes) or "none",
             "class_counts": markdown_table(counts.rename_axis("label").reset_index()),
             "seed": config.seed,
             "path": dg.MetadataValue.path(str(layout.splits)),

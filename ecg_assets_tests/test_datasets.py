@@ -1,10 +1,14 @@
+import re
 import shutil
 
 import numpy as np
 import pytest
+import scipy.io
 
+from ecg_assets.core import matfiles
 from ecg_assets.core.datasets import UnknownLayoutError, detect_layout
 from ecg_assets.core.datasets.base import resolve_inside
+from ecg_assets.core.datasets.config import DatasetConfigError, load_dataset_config
 from ecg_assets.core.records import RecordEntry, RecordReadError
 
 from .conftest import sine_leads, write_wfdb_record
@@ -30,10 +34,9 @@ def test_cinc2017_reference_prefix_and_unmatched_rows(tmp_path, demo_root):
         shutil.copy(demo_root / "demo_cinc2017" / name, folder / name)
     (folder / "REFERENCE-v3.csv").write_text("A00/A00001,N,0\nA00/A00002,A,0\nA00/A00009,O,0\n")
     scan = detect_layout(folder).scan(folder)
-    assert [(e.record_id, e.native_labels) for e in scan.entries] == [("A00001", ("N",)), ("A00002", ("A",))]
-    reasons = dict(scan.problems)
-    assert "no A00009.mat" in reasons["A00/A00009"]
-    assert "no row" in reasons["A00003.mat"]
+    entries = [(e.record_id, e.native_labels) for e in scan.entries]
+    assert entries == [("A00001", ("N",)), ("A00002", ("A",)), ("A00003", ())]  # A00003: no row, unlabelled
+    assert dict(scan.problems) == {"A00/A00009": "REFERENCE-v3.csv: matches no record in the dataset folder"}
 
 
 def test_demo_cinc2021_layout_reads_twelve_leads_and_dx(demo_root):
@@ -69,7 +72,7 @@ def test_truncated_signal_file_is_a_read_error(tmp_path):
     dat = header.with_suffix(".dat")
     dat.write_bytes(dat.read_bytes()[:10])
     layout = detect_layout(tmp_path / "d")
-    with pytest.raises(RecordReadError, match="unreadable WFDB record"):
+    with pytest.raises(RecordReadError, match="r1.dat is truncated: 10 bytes"):
         layout.read(tmp_path / "d", RecordEntry("r1", "r1.hea"))
 
 
@@ -78,3 +81,77 @@ def test_paths_cannot_escape_the_dataset_folder(tmp_path):
         resolve_inside(tmp_path, "../etc/passwd")
     with pytest.raises(RecordReadError, match="outside the dataset folder"):
         resolve_inside(tmp_path, "/etc/passwd")
+
+
+def _mat_folder(folder, value, yaml_text="sampling_rate: 250\nlead_names: [I, II, ABP]\ngain: 100\n", fmt="5"):
+    folder.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(folder / "rec1.mat", {"val": value}, format=fmt)
+    if yaml_text is not None:
+        (folder / "dataset.yaml").write_text(yaml_text)
+    return folder
+
+
+@pytest.mark.parametrize("fmt", ["4", "5"])
+@pytest.mark.parametrize("transpose", [False, True])
+def test_mat_files_with_dataset_yaml(tmp_path, fmt, transpose):
+    value = (sine_leads(3, 4000, 250.0) * 100).astype(np.int16)
+    folder = _mat_folder(tmp_path / "mats", value.T if transpose else value, fmt=fmt)
+    layout = detect_layout(folder)
+    assert layout.name == "mat" and layout.needs_label_csv
+    entry = layout.scan(folder).entries[0]
+    recording = layout.read(folder, entry, max_duration_s=10.0)
+    assert recording.fs == 250.0 and recording.lead_names == ["I", "II", "ABP"]
+    assert recording.original_samples == 4000 and recording.signal.shape == (3, 2501)
+    assert np.allclose(recording.signal, value[:, :2501] / 100.0)
+
+
+def test_mat_files_without_dataset_yaml_stop_the_partition_naming_what_is_missing(tmp_path):
+    folder = _mat_folder(tmp_path / "mats", np.ones((2, 100)), yaml_text=None)
+    with pytest.raises(DatasetConfigError, match="need sampling_rate and lead_names stated in dataset.yaml"):
+        detect_layout(folder).scan(folder)
+
+
+def test_large_mat_v5_is_refused_rather_than_read_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(matfiles, "MAX_WHOLE_READ_BYTES", 1000)
+    folder = _mat_folder(tmp_path / "mats", np.ones((3, 4000)))
+    layout = detect_layout(folder)
+    with pytest.raises(RecordReadError, match="save it as MAT v4 to read only the window needed"):
+        layout.read(folder, layout.scan(folder).entries[0], max_duration_s=10.0)
+
+
+def test_dataset_yaml_can_force_the_layout(demo_root, tmp_path):
+    folder = tmp_path / "c21"
+    shutil.copytree(demo_root / "demo_cinc2021", folder)
+    assert detect_layout(folder).name == "cinc2021"
+    (folder / "dataset.yaml").write_text("format: wfdb\n")
+    assert detect_layout(folder).name == "wfdb"
+    (folder / "dataset.yaml").write_text("format: edf\n")
+    with pytest.raises(DatasetConfigError, match="unknown format 'edf'; known: ptbxl, ptb_diagnostic"):
+        detect_layout(folder)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("sampling_rate: 0\n", "sampling_rate: Input should be greater than 0"),
+        ("rate: 500\n", "rate: Extra inputs are not permitted"),
+        ("[1, 2]\n", "expected a mapping of settings"),
+        ("format: [\n", "not readable YAML"),
+    ],
+)
+def test_invalid_dataset_yaml_is_an_error_naming_the_problem(tmp_path, text, message):
+    (tmp_path / "dataset.yaml").write_text(text)
+    with pytest.raises(DatasetConfigError, match=re.escape(message)):
+        load_dataset_config(tmp_path)
+
+
+def test_header_without_lead_names_takes_them_from_dataset_yaml(tmp_path):
+    header = write_wfdb_record(tmp_path / "d", "r1", sine_leads(2, 1000, 500.0), 500.0, ["I", "II"])
+    lines = header.read_text().splitlines()
+    header.write_text("\n".join([lines[0], *(" ".join(line.split()[:-1]) for line in lines[1:3])]) + "\n")
+    layout = detect_layout(tmp_path / "d")
+    entry = layout.scan(tmp_path / "d").entries[0]
+    with pytest.raises(RecordReadError, match=re.escape("no standard ECG lead among channels (unnamed), (unnamed)")):
+        layout.read(tmp_path / "d", entry)
+    (tmp_path / "d" / "dataset.yaml").write_text("lead_names: [V1, V2]\n")
+    assert layout.read(tmp_path / "d", entry).lead_names == ["V1", "V2"]

@@ -44,7 +44,7 @@ def test_missing_csv_warns_and_maps_everything_to_other(wfdb_dataset, caplog):
         mapping = build_label_mapping(wfdb_dataset, "holter", [wfdb_dataset / "unified_label_mapping.csv"])
     assert (mapping.table["mapped_label"] == "OTHER").all()
     assert (mapping.table["label_source"] == "default").all()
-    assert "no unified_label_mapping.csv" in caplog.text and mapping.warnings
+    assert "3 record(s) have no row in unified_label_mapping.csv" in caplog.text and mapping.warnings
 
 
 def test_csv_overrides_with_id_variants_and_reports_unmatched_rows(wfdb_dataset):
@@ -54,7 +54,7 @@ def test_csv_overrides_with_id_variants_and_reports_unmatched_rows(wfdb_dataset)
     mapping = build_label_mapping(wfdb_dataset, "holter", [wfdb_dataset.parent / "unified_label_mapping.csv"])
     labels = dict(zip(mapping.table["record_id"], mapping.table["mapped_label"]))
     assert labels == {"r1": "AF", "r2": "MI", "r3": "OTHER"}
-    assert ("ghost", "row in unified_label_mapping.csv matches no record") in mapping.problems
+    assert ("ghost", "row in unified_label_mapping.csv: matches no record in the dataset folder") in mapping.problems
 
 
 def test_csv_override_beats_native_labels(demo_root, tmp_path):

@@ -27,7 +27,7 @@ def test_every_labelled_record_is_processed_or_failed_with_reason(processed_demo
     assert report.processed + report.failed == report.discovered
     assert report.failed == 1  # the demo's deliberately truncated file
     record_id, reason = report.failures[0]
-    assert record_id == "Q0200" and "unreadable" in reason
+    assert record_id == "Q0200" and "truncated" in reason
     assert len(store) == report.processed
 
 

@@ -3,27 +3,43 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
 from ecg_assets.core.datasets import detect_layout
 from ecg_assets.core.labels import LABELS, label_counts, read_label_overrides
-from ecg_assets.core.records import RecordEntry
+from ecg_assets.core.record_ids import RecordIdIndex, normalize_record_id
+from ecg_assets.core.records import RecordEntry, duplicate_reason
 from ecg_assets.core.storage import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("record_id", "source_file", "native_labels", "mapped_label", "label_source", "excluded_reason", "patient_id")
+COLUMNS = (
+    "record_id",
+    "source_file",
+    "native_labels",
+    "mapped_label",
+    "label_source",
+    "excluded_reason",
+    "patient_id",
+    "strat_fold",
+)
 NATIVE_SEPARATOR = ";"
-_KNOWN_EXTENSIONS = (".hea", ".mat", ".dat")
+
+__all__ = ["COLUMNS", "LabelMapping", "build_label_mapping", "normalize_record_id", "read_label_mapping"]
 
 
 @dataclass
 class LabelMapping:
-    """The label mapping of one dataset, plus what could not be matched."""
+    """The label mapping of one dataset, plus what could not be matched.
+
+    `problems` lists CSV rows that match no record and files that were rejected, each with a
+    reason; records without any label (no native label and no override row) are `unlabelled`.
+    """
 
     dataset: str
     layout: str
@@ -37,6 +53,11 @@ class LabelMapping:
         """Records that have a unified label (the ones to process)."""
         return self.table[self.table["mapped_label"] != ""]
 
+    @property
+    def unlabelled(self) -> pd.DataFrame:
+        """Records that no label source covers: no native label and no override row."""
+        return self.table[(self.table["native_labels"] == "") & (self.table["label_source"] != "override")]
+
     def counts(self) -> dict[str, int]:
         return label_counts(self.included["mapped_label"])
 
@@ -45,42 +66,34 @@ class LabelMapping:
         return {str(reason): int(count) for reason, count in excluded["excluded_reason"].value_counts().items()}
 
 
-def normalize_record_id(raw: str) -> str:
-    """A CSV record id in the form layouts use: POSIX separators, no `./`, no signal/header extension."""
-    value = raw.strip().replace("\\", "/")
-    while value.startswith("./"):
-        value = value[2:]
-    for extension in _KNOWN_EXTENSIONS:
-        if value.lower().endswith(extension):
-            value = value[: -len(extension)]
-            break
-    return value
-
-
-def _match_overrides(entries: list[RecordEntry], overrides: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-    """Map override rows onto record ids (exact id first, then by last path component)."""
-    by_id = {entry.record_id: entry.record_id for entry in entries}
-    by_name: dict[str, str] = {}
-    for entry in entries:
-        by_name.setdefault(PurePosixPath(entry.record_id).name, entry.record_id)
+def _match_overrides(index: RecordIdIndex, overrides: dict[str, str]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Override rows onto record ids (rules in `record_ids`); rows that match nothing come back with why."""
     matched: dict[str, str] = {}
-    unmatched: list[str] = []
+    problems: list[tuple[str, str]] = []
     for raw_id, label in overrides.items():
-        key = normalize_record_id(raw_id)
-        record_id = by_id.get(key) or by_name.get(PurePosixPath(key).name)
+        record_id, reason = index.match(raw_id)
         if record_id is None:
-            unmatched.append(raw_id)
-        else:
-            matched[record_id] = label
-    return matched, unmatched
+            problems.append((raw_id, f"row in unified_label_mapping.csv: {reason}"))
+            continue
+        if matched.get(record_id, label) != label:
+            problems.append((raw_id, f"another row also labels record {record_id}; this later row wins"))
+        matched[record_id] = label
+    return matched, problems
+
+
+def _duplicate_problems(entries: list[RecordEntry]) -> list[tuple[str, str]]:
+    counts = Counter(entry.record_id for entry in entries)
+    return [(record_id, duplicate_reason(record_id)) for record_id, count in counts.items() for _ in range(count - 1)]
 
 
 def build_label_mapping(dataset_dir: Path, dataset: str, override_files: Sequence[Path] = ()) -> LabelMapping:
     """Scan a dataset folder and map every record's native labels to `LABELS`.
 
     `override_files` are candidate `unified_label_mapping.csv` paths, later ones overriding
-    earlier ones; missing files are skipped. A layout that has no native labels and no CSV
-    maps everything to OTHER with a warning.
+    earlier ones; missing files are skipped. A layout that has no native labels maps records
+    without an override row to OTHER, with a warning. Every record stays in the table, with
+    the reason when it is excluded; rows sharing a record id are all kept (only the first is
+    processed).
     """
     layout = detect_layout(dataset_dir)
     scan = layout.scan(dataset_dir)
@@ -88,27 +101,21 @@ def build_label_mapping(dataset_dir: Path, dataset: str, override_files: Sequenc
     overrides: dict[str, str] = {}
     for path in present:
         overrides.update(read_label_overrides(path, dataset))
-    matched, unmatched = _match_overrides(scan.entries, overrides)
-
-    mapping = LabelMapping(dataset=dataset, layout=layout.name, table=pd.DataFrame(), override_files=present)
-    mapping.problems = list(scan.problems)
-    mapping.problems += [(raw_id, "row in unified_label_mapping.csv matches no record") for raw_id in unmatched]
-    if layout.needs_label_csv and not present:
-        searched = ", ".join(str(path) for path in override_files) or "nowhere"
-        mapping.warnings.append(
-            f"dataset {dataset!r} ({layout.description}) has no unified_label_mapping.csv "
-            f"(looked in {searched}); mapping all {len(scan.entries)} record(s) to OTHER"
-        )
+    index = RecordIdIndex(((entry.record_id, [entry.source_file]) for entry in scan.entries), dataset_dir.name)
+    matched, unmatched = _match_overrides(index, overrides)
+    decide = scan.labeler or layout.map_labels
 
     rows = []
     for entry in scan.entries:
-        if entry.record_id in matched:
+        if entry.excluded_reason:
+            label, source, reason = "", "", entry.excluded_reason
+        elif entry.record_id in matched:
             label, source, reason = matched[entry.record_id], "override", ""
         elif layout.needs_label_csv:
             label, source, reason = "OTHER", "default", ""
         else:
-            decision = layout.map_labels(entry.native_labels)
-            label, source, reason = decision.label or "", "native", decision.reason
+            decision = decide(entry.native_labels)
+            label, source, reason = decision.label or "", "native" if decision.label else "", decision.reason
         rows.append(
             {
                 "record_id": entry.record_id,
@@ -118,9 +125,18 @@ def build_label_mapping(dataset_dir: Path, dataset: str, override_files: Sequenc
                 "label_source": source,
                 "excluded_reason": reason,
                 "patient_id": entry.patient_id or "",
+                "strat_fold": "" if entry.strat_fold is None else str(entry.strat_fold),
             }
         )
-    mapping.table = pd.DataFrame(rows, columns=list(COLUMNS))
+    mapping = LabelMapping(dataset, layout.name, pd.DataFrame(rows, columns=list(COLUMNS)), override_files=present)
+    mapping.problems = list(scan.problems) + unmatched + _duplicate_problems(scan.entries)
+    defaulted = int((mapping.table["label_source"] == "default").sum())
+    if defaulted:
+        searched = ", ".join(str(path) for path in override_files) or "nowhere"
+        mapping.warnings.append(
+            f"dataset {dataset!r} ({layout.description}): {defaulted} record(s) have no row in "
+            f"unified_label_mapping.csv (looked in {searched}); mapping them to OTHER"
+        )
     for message in mapping.warnings:
         logger.warning(message)
     assert set(mapping.included["mapped_label"]) <= set(LABELS)

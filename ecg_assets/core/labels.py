@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 LABELS: tuple[str, ...] = ("MI", "AF", "BBB", "NORM", "OTHER")
 LABEL_TO_INDEX: dict[str, int] = {label: index for index, label in enumerate(LABELS)}
@@ -24,13 +24,18 @@ OVERRIDE_COLUMNS = ("dataset", "record_id", "mapped_label")
 # PhysioNet/CinC Challenge 2017 REFERENCE classes. "~" (too noisy to classify) is excluded.
 CINC2017_TABLE: dict[str, str | None] = {"N": "NORM", "A": "AF", "O": "OTHER", "~": None}
 
-# SNOMED-CT codes of the PhysioNet/CinC Challenge 2020/2021 headers (`# Dx:`).
-# Codes not listed here map to OTHER; a record is NORM only when every code is sinus rhythm.
+# SNOMED-CT codes of the PhysioNet/CinC Challenge 2020/2021 headers (`# Dx:`), from the challenge's
+# dx_mapping_scored.csv and dx_mapping_unscored.csv. Codes not listed here map to OTHER; a record
+# is NORM only when every code is sinus rhythm.
 SNOMED_TABLE: dict[str, str] = {
     # Atrial fibrillation and atrial flutter
     "164889003": "AF",  # atrial fibrillation
     "164890007": "AF",  # atrial flutter
-    # Bundle branch blocks, complete and incomplete
+    "195080001": "AF",  # atrial fibrillation and flutter
+    "426749004": "AF",  # chronic atrial fibrillation
+    "282825002": "AF",  # paroxysmal atrial fibrillation
+    "314208002": "AF",  # rapid atrial fibrillation
+    # Bundle branch blocks, complete and incomplete (fascicular blocks and IVCD stay OTHER)
     "6374002": "BBB",  # bundle branch block
     "59118001": "BBB",  # right bundle branch block
     "713427006": "BBB",  # complete right bundle branch block
@@ -40,12 +45,29 @@ SNOMED_TABLE: dict[str, str] = {
     "251120003": "BBB",  # incomplete left bundle branch block
     # Myocardial infarction and its variants (ischaemia without infarction stays OTHER)
     "164865005": "MI",  # myocardial infarction
+    "22298006": "MI",  # myocardial infarction (the SNOMED-CT concept itself)
     "57054005": "MI",  # acute myocardial infarction
     "54329005": "MI",  # anterior myocardial infarction
     "164867002": "MI",  # old myocardial infarction
     # Normal
     "426783006": "NORM",  # sinus rhythm
 }
+
+# PTB-XL SCP-ECG statements (scp_statements.csv): diagnostic class MI -> MI, NORM -> NORM; these
+# diagnostic statements -> BBB and rhythm statements -> AF; sinus rhythm counts as NORM; the rest OTHER.
+SCP_BBB_STATEMENTS = frozenset({"CLBBB", "CRBBB", "ILBBB", "IRBBB"})
+SCP_AF_STATEMENTS = frozenset({"AFIB", "AFLT"})
+SCP_SINUS_RHYTHM = "SR"
+SCP_STATEMENT_COLUMNS = ("diagnostic", "diagnostic_class", "rhythm")
+
+# PTB Diagnostic ECG Database, header comment "Reason for admission:" (matched case-insensitively,
+# first phrase contained in the text wins). None: excluded. Anything else: OTHER.
+PTB_REASON_TABLE: tuple[tuple[str, str | None], ...] = (
+    ("myocardial infarction", "MI"),
+    ("healthy control", "NORM"),
+    ("bundle branch block", "BBB"),
+    ("n/a", None),
+)
 
 
 class LabelMappingError(ValueError):
@@ -87,6 +109,49 @@ def map_snomed(codes: tuple[str, ...]) -> LabelDecision:
     return LabelDecision(highest_priority(SNOMED_TABLE.get(code, "OTHER") for code in codes))
 
 
+def scp_statement_label(code: str, statement: Mapping[str, object] | None) -> str:
+    """The unified label of one PTB-XL SCP statement, given its row of scp_statements.csv."""
+    if statement is None:
+        return "OTHER"
+    diagnostic = _flag(statement.get("diagnostic"))
+    rhythm = _flag(statement.get("rhythm"))
+    diagnostic_class = str(statement.get("diagnostic_class") or "").strip()
+    if diagnostic and diagnostic_class in ("MI", "NORM"):
+        return diagnostic_class
+    if diagnostic and code in SCP_BBB_STATEMENTS:
+        return "BBB"
+    if rhythm and code in SCP_AF_STATEMENTS:
+        return "AF"
+    if rhythm and code == SCP_SINUS_RHYTHM:
+        return "NORM"
+    return "OTHER"
+
+
+def map_scp_codes(codes: tuple[str, ...], statements: Mapping[str, Mapping[str, object]]) -> LabelDecision:
+    """PTB-XL SCP codes to the unified label, by `scp_statement_label` and `LABEL_PRIORITY`."""
+    if not codes:
+        return LabelDecision(None, "no SCP codes")
+    return LabelDecision(highest_priority(scp_statement_label(code, statements.get(code)) for code in codes))
+
+
+def map_ptb_reason(native: tuple[str, ...]) -> LabelDecision:
+    """PTB Diagnostic "Reason for admission" to the unified label, by `PTB_REASON_TABLE`."""
+    if not native or not native[0].strip():
+        return LabelDecision(None, "header has no 'Reason for admission'")
+    text = native[0].strip().lower()
+    for phrase, label in PTB_REASON_TABLE:
+        if phrase in text:
+            return LabelDecision(label, "" if label else f"reason for admission is {native[0].strip()!r}")
+    return LabelDecision("OTHER")
+
+
+def _flag(value: object) -> bool:
+    try:
+        return float(value) == 1.0  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
 def normalize_label(value: str) -> str | None:
     """A user-written label in canonical spelling, or None if it is not in the vocabulary."""
     candidate = value.strip().upper()
@@ -101,13 +166,7 @@ def read_label_overrides(path: Path, dataset: str) -> dict[str, str]:
     """
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        columns = [name.strip() for name in (reader.fieldnames or [])]
-        missing = [name for name in OVERRIDE_COLUMNS if name not in columns]
-        if missing:
-            raise LabelMappingError(
-                f"{path}: missing required column(s) {', '.join(missing)}; "
-                f"expected header {','.join(OVERRIDE_COLUMNS)}, found {','.join(columns) or 'nothing'}"
-            )
+        require_columns(path, [name.strip() for name in (reader.fieldnames or [])], OVERRIDE_COLUMNS)
         overrides: dict[str, str] = {}
         unknown: dict[str, list[int]] = {}
         for line_number, row in enumerate(reader, start=2):
@@ -123,6 +182,17 @@ def read_label_overrides(path: Path, dataset: str) -> dict[str, str]:
         details = "; ".join(f"{label!r} on line(s) {_short_list(lines)}" for label, lines in unknown.items())
         raise LabelMappingError(f"{path}: unknown label(s) {details}; allowed labels are {', '.join(LABELS)}")
     return overrides
+
+
+def require_columns(path: Path, found: Iterable[str], required: Iterable[str]) -> None:
+    """Raise `LabelMappingError` naming the required columns a CSV file lacks."""
+    found, required = [str(name) for name in found], list(required)
+    missing = [name for name in required if name not in found]
+    if missing:
+        raise LabelMappingError(
+            f"{path}: missing required column(s) {', '.join(missing)}; "
+            f"expected {', '.join(required)}, found {', '.join(found) or 'nothing'}"
+        )
 
 
 def label_counts(labels: Iterable[str | None]) -> dict[str, int]:

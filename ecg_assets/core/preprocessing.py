@@ -14,7 +14,7 @@ import pandas as pd
 
 from ecg_assets.core.datasets import DatasetLayout
 from ecg_assets.core.labels import LABEL_TO_INDEX, LABELS
-from ecg_assets.core.records import RecordEntry, RecordReadError
+from ecg_assets.core.records import RecordEntry, RecordReadError, duplicate_reason
 from ecg_assets.core.signal import LEAD_ORDER, PreprocessConfig, preprocess
 from ecg_assets.core.storage import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ecg_assets.core.store import RecordStore, RecordStoreWriter
@@ -71,17 +71,20 @@ def process_records(
     report = ProcessingReport(discovered=len(records))
     started = time.perf_counter()
     max_duration_s = config.target_length / config.target_fs
+    repeated = records["record_id"].duplicated().to_numpy()  # only the first row of a record id is processed
     with RecordStoreWriter(store_dir, (len(LEAD_ORDER), config.target_length)) as writer:
         for position, row in enumerate(records.itertuples(index=False), start=1):
             entry = RecordEntry(row.record_id, row.source_file, tuple(row.native_labels.split(";")), row.patient_id)
             try:
+                if repeated[position - 1]:
+                    raise RecordReadError(duplicate_reason(entry.record_id))
                 recording = layout.read(dataset_dir, entry, max_duration_s=max_duration_s)
                 result = preprocess(recording.signal, recording.fs, recording.lead_names, config)
             except Exception as error:  # a bad file must never stop the partition
                 report.failures.append((entry.record_id, failure_reason(error)))
                 logger.warning("skipping record %s: %s", entry.record_id, report.failures[-1][1])
                 continue
-            for message in result.warnings:
+            for message in [*recording.notes, *result.warnings]:
                 report.warnings[message] += 1
                 logger.debug("record %s: %s", entry.record_id, message)
             writer.append(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -12,13 +12,16 @@ class RecordEntry:
     """One record as listed by a dataset layout, before any signal is read.
 
     `source_file` is relative to the dataset folder (POSIX separators), so a label mapping
-    table stays valid when the data folder moves.
+    table stays valid when the data folder moves. `excluded_reason` marks a record the layout
+    found but that must not be processed (for example a second header for the same signal file).
     """
 
     record_id: str
     source_file: str
     native_labels: tuple[str, ...] = ()
     patient_id: str | None = None
+    strat_fold: int | None = None
+    excluded_reason: str = ""
 
 
 @dataclass
@@ -26,13 +29,20 @@ class Recording:
     """A signal as read from disk: `signal` is float32 `[n_leads, n_samples]` in physical units.
 
     `original_samples` is the full length on disk; `signal` may hold only the start of it.
+    `notes` say what the reader left out (for example channels that are not ECG leads).
     """
 
     signal: np.ndarray
     fs: float
     lead_names: list[str]
     original_samples: int
+    notes: list[str] = field(default_factory=list)
 
 
 class RecordReadError(Exception):
     """A record that cannot be turned into a tensor; the message is shown to users as the reason."""
+
+
+def duplicate_reason(record_id: str) -> str:
+    """Why the second and later rows carrying one record id are skipped."""
+    return f"duplicate record id {record_id!r}: an earlier row with this id is processed, this one is skipped"

@@ -53,6 +53,20 @@ def canonical_lead(name: str) -> str | None:
     return _LEAD_ALIASES.get(name.strip().lower())
 
 
+def ecg_channels(lead_names: list[str]) -> list[int]:
+    """Positions of the channels that are standard ECG leads (blood pressure, respiration, ... are not)."""
+    return [channel for channel, name in enumerate(lead_names) if canonical_lead(name) is not None]
+
+
+def no_ecg_lead_message(lead_names: list[str]) -> str:
+    names = ", ".join(name or "(unnamed)" for name in lead_names)
+    return f"no standard ECG lead among channels {names or '(none)'}"
+
+
+def unused_channels_message(lead_names: list[str]) -> str:
+    return f"channels not used (not standard ECG leads): {', '.join(lead_names)}"
+
+
 def to_canonical_leads(signal: np.ndarray, lead_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Reorder channels into `LEAD_ORDER`; missing leads are zero-filled, extra channels dropped.
 
@@ -125,7 +139,10 @@ def preprocess(signal: np.ndarray, fs: float, lead_names: list[str], config: Pre
         raise ValueError(f"empty signal (shape {signal.shape})")
     canonical, lead_mask = to_canonical_leads(signal, lead_names)
     if not lead_mask.any():
-        raise ValueError(f"no standard ECG lead among channels {', '.join(lead_names) or '(none)'}")
+        raise ValueError(no_ecg_lead_message(lead_names))
+    unused = [name for name in lead_names if canonical_lead(name) is None]
+    if unused:
+        warnings.append(unused_channels_message(unused))
     canonical = canonical[:, : native_samples_needed(fs, config)]
     if not np.isfinite(canonical).all():
         bad = int((~np.isfinite(canonical)).sum())

@@ -1,17 +1,19 @@
-"""PhysioNet/CinC Challenge 2017: flat `A*.mat` files (single lead, 300 Hz) and `REFERENCE*.csv`.
+"""PhysioNet/CinC Challenge 2017: `A*.mat` files (single lead, 300 Hz), with or without `.hea`, and `REFERENCE*.csv`.
 
 REFERENCE rows look like `A00001,N` or, in REFERENCE-v3.csv, `A00/A00001,N,0`: the sub-folder
-prefix does not exist on disk, so rows are matched to files by the id's last path component.
+prefix does not exist on disk; ids are matched to files by `record_ids.RecordIdIndex`.
+Files without a REFERENCE row stay in the table, unlabelled.
 """
 
 from __future__ import annotations
 
 import csv
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from ecg_assets.core.datasets.base import DatasetLayout, DatasetScan, resolve_inside
+from ecg_assets.core.datasets.base import DatasetLayout, DatasetScan, list_files, record_id_of, resolve_inside
 from ecg_assets.core.labels import LabelDecision, map_cinc2017
 from ecg_assets.core.readers import read_mat_signal, read_wfdb
+from ecg_assets.core.record_ids import RecordIdIndex
 from ecg_assets.core.records import Recording, RecordEntry
 
 FS = 300.0
@@ -38,26 +40,25 @@ class Cinc2017Layout(DatasetLayout):
 
     def scan(self, folder: Path) -> DatasetScan:
         scan = DatasetScan()
-        files = {path.stem: path.name for path in sorted(folder.glob("*.mat"))}
+        files = {record_id_of(relative): relative for relative in list_files(folder, "**/*.mat", scan.problems)}
+        index = RecordIdIndex(((record_id, [relative]) for record_id, relative in files.items()), folder.name)
         reference = reference_file(folder)
         labelled: set[str] = set()
-        with reference.open(newline="", encoding="utf-8-sig") as handle:
+        with reference.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
             for row in csv.reader(handle):
                 if not row or not row[0].strip():
                     continue
-                raw_id = row[0].strip().replace("\\", "/")
-                record_id = PurePosixPath(raw_id).name
-                native = tuple(value.strip() for value in row[1:2])
-                if record_id in labelled:
-                    scan.problems.append((raw_id, f"duplicate row in {reference.name}"))
-                elif record_id not in files:
-                    scan.problems.append((raw_id, f"listed in {reference.name} but no {record_id}.mat"))
-                else:
-                    labelled.add(record_id)
-                    scan.entries.append(RecordEntry(record_id, files[record_id], native))
-        for stem, file_name in files.items():
-            if stem not in labelled:
-                scan.problems.append((file_name, f"no row in {reference.name}"))
+                raw_id = row[0].strip()
+                if len(row) < 2 or not row[1].strip():
+                    scan.problems.append((raw_id, f"row in {reference.name} has no class"))
+                    continue
+                record_id, reason = index.match(raw_id)
+                if record_id is None:
+                    scan.problems.append((raw_id, f"{reference.name}: {reason}"))
+                    continue
+                labelled.add(record_id)
+                scan.entries.append(RecordEntry(record_id, files[record_id], (row[1].strip(),)))
+        scan.entries += [RecordEntry(rid, relative) for rid, relative in files.items() if rid not in labelled]
         return scan
 
     def map_labels(self, native_labels: tuple[str, ...]) -> LabelDecision:
@@ -67,5 +68,5 @@ class Cinc2017Layout(DatasetLayout):
         path = resolve_inside(folder, entry.source_file)
         header = path.with_suffix(".hea")
         if header.is_file():
-            return read_wfdb(header, max_duration_s)
+            return read_wfdb(header, max_duration_s, root=folder)
         return read_mat_signal(path, FS, ["I"], gain=GAIN_PER_MV, max_duration_s=max_duration_s)

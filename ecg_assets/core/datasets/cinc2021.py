@@ -1,23 +1,26 @@
-"""PhysioNet/CinC Challenge 2020/2021: `NAME.hea` + `NAME.mat`, SNOMED-CT codes in `# Dx:`."""
+"""PhysioNet/CinC Challenge 2020/2021: `NAME.hea` + `NAME.mat`, SNOMED-CT codes in `# Dx:` (any sub-folders)."""
 
 from __future__ import annotations
 
 from itertools import islice
 from pathlib import Path
 
-from ecg_assets.core.datasets.base import DatasetLayout, DatasetScan, resolve_inside
+from ecg_assets.core.datasets.base import DatasetLayout, DatasetScan, record_id_of, scan_headers
 from ecg_assets.core.labels import LabelDecision, map_snomed
-from ecg_assets.core.readers import header_comments, read_wfdb
-from ecg_assets.core.records import Recording, RecordEntry
+from ecg_assets.core.readers import HeaderSummary, comment_value, header_comments
+from ecg_assets.core.records import RecordEntry
 
 
 def dx_codes(comments: list[str]) -> tuple[str, ...] | None:
     """The SNOMED codes of a `Dx:` comment, or None when the header has no such line."""
-    for comment in comments:
-        key, _, value = comment.partition(":")
-        if key.strip().lower() == "dx":
-            return tuple(code.strip() for code in value.split(",") if code.strip())
-    return None
+    value = comment_value(comments, "dx")
+    return None if value is None else tuple(code.strip() for code in value.split(",") if code.strip())
+
+
+def _entry(relative: str, header: HeaderSummary) -> RecordEntry:
+    codes = dx_codes(header.comments)
+    reason = "" if codes is not None else "header has no '# Dx:' line (truncated or not a CinC 2020/2021 header)"
+    return RecordEntry(record_id_of(relative), relative, codes or (), excluded_reason=reason)
 
 
 class Cinc2021Layout(DatasetLayout):
@@ -29,18 +32,7 @@ class Cinc2021Layout(DatasetLayout):
         return bool(headers) and all(dx_codes(header_comments(path)) is not None for path in headers)
 
     def scan(self, folder: Path) -> DatasetScan:
-        scan = DatasetScan()
-        for header in sorted(folder.rglob("*.hea")):
-            relative = header.relative_to(folder).as_posix()
-            codes = dx_codes(header_comments(header))
-            if codes is None:
-                scan.problems.append((relative, "header has no '# Dx:' line"))
-                continue
-            scan.entries.append(RecordEntry(relative[: -len(".hea")], relative, codes))
-        return scan
+        return scan_headers(folder, "**/*.hea", _entry)
 
     def map_labels(self, native_labels: tuple[str, ...]) -> LabelDecision:
         return map_snomed(native_labels)
-
-    def read(self, folder: Path, entry: RecordEntry, max_duration_s: float | None = None) -> Recording:
-        return read_wfdb(resolve_inside(folder, entry.source_file), max_duration_s)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ecg_assets.core.datasets.base import DatasetLayout, DatasetScan, resolve_inside
-from ecg_assets.core.readers import read_wfdb
-from ecg_assets.core.records import Recording, RecordEntry
+from ecg_assets.core.datasets.base import DatasetLayout, DatasetScan, record_id_of, scan_headers
+from ecg_assets.core.records import RecordEntry
 
 
 class WfdbGenericLayout(DatasetLayout):
@@ -18,11 +17,4 @@ class WfdbGenericLayout(DatasetLayout):
         return any(folder.rglob("*.hea"))
 
     def scan(self, folder: Path) -> DatasetScan:
-        entries = []
-        for header in sorted(folder.rglob("*.hea")):
-            relative = header.relative_to(folder).as_posix()
-            entries.append(RecordEntry(relative[: -len(".hea")], relative))
-        return DatasetScan(entries=entries)
-
-    def read(self, folder: Path, entry: RecordEntry, max_duration_s: float | None = None) -> Recording:
-        return read_wfdb(resolve_inside(folder, entry.source_file), max_duration_s)
+        return scan_headers(folder, "**/*.hea", lambda relative, _: RecordEntry(record_id_of(relative), relative))

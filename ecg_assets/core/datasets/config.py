@@ -1,0 +1,66 @@
+"""The optional `dataset.yaml` of a dataset folder: what the files themselves do not say.
+
+```yaml
+format: mat              # force a layout: ptbxl, ptb_diagnostic, cinc2017, cinc2021, mat, wfdb
+sampling_rate: 500       # Hz, for MAT files and headers without a (valid) rate
+lead_names: [I, II, V1]  # for MAT files and headers without lead names
+mat_variable: val        # the MAT variable holding the [leads, samples] matrix
+gain: 1000               # ADC units per mV of MAT files
+```
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ecg_assets.core.readers import SignalDefaults
+
+CONFIG_FILE_NAME = "dataset.yaml"
+
+
+class DatasetConfigError(ValueError):
+    """A dataset.yaml that cannot be used: stops the partition with the reason."""
+
+
+class DatasetConfig(BaseModel):
+    """Settings a dataset folder states about itself (every field optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: str | None = Field(None, description="Layout name; skips auto-detection.")
+    sampling_rate: float | None = Field(None, gt=0, description="Hz, where the files do not state it.")
+    lead_names: tuple[str, ...] | None = Field(None, min_length=1, description="Channel names, in file order.")
+    mat_variable: str = Field("val", description="MAT variable holding the signal matrix.")
+    gain: float = Field(1.0, gt=0, description="ADC units per mV of MAT files.")
+
+    @property
+    def signal_defaults(self) -> SignalDefaults:
+        return SignalDefaults(fs=self.sampling_rate, lead_names=self.lead_names)
+
+
+def load_dataset_config(folder: Path) -> DatasetConfig:
+    """The folder's dataset.yaml, or defaults when there is none; `DatasetConfigError` names what is wrong."""
+    path = folder / CONFIG_FILE_NAME
+    if not path.is_file():
+        return DatasetConfig()
+    stat = path.stat()
+    return _load(path, stat.st_mtime_ns, stat.st_size)  # re-read whenever the file changes
+
+
+@lru_cache(maxsize=64)
+def _load(path: Path, mtime_ns: int, size: int) -> DatasetConfig:
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise DatasetConfigError(f"{path}: not readable YAML ({error})") from error
+    if not isinstance(content, dict):
+        raise DatasetConfigError(f"{path}: expected a mapping of settings, found {type(content).__name__}")
+    try:
+        return DatasetConfig.model_validate(content)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, item['loc'])) or 'file'}: {item['msg']}" for item in error.errors())
+        raise DatasetConfigError(f"{path}: {problems}") from error

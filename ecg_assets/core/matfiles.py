@@ -1,0 +1,148 @@
+"""MAT files: find a numeric `[leads, samples]` matrix and read only its first samples.
+
+MAT v4 (what PhysioNet writes: CinC 2017, CinC 2020/2021, WFDB `.mat` signal files) is
+parsed here and read through a memory map, so an hours-long file costs only the window that
+is read. MAT v5/v7 files are read whole by scipy and refused above `MAX_WHOLE_READ_BYTES`.
+MAT v7.3 (HDF5) is not supported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+from scipy.io.matlab import matfile_version
+
+from ecg_assets.core.records import RecordReadError
+
+# A MAT v5 file is read whole: refuse variables (and files) larger than this, so memory stays bounded.
+MAX_WHOLE_READ_BYTES = 256 * 2**20
+_V4_DTYPES = {0: "f8", 1: "f4", 2: "i4", 3: "i2", 4: "u2", 5: "u1"}  # the P digit of a MAT v4 type code
+_V4_KINDS = {0: "numeric", 1: "text", 2: "sparse"}  # the T digit
+_V5_NUMERIC = {"double", "single", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+
+
+@dataclass(frozen=True)
+class Mat4Matrix:
+    """Where one MAT v4 matrix lies in its file: column-major data of `rows x cols` at `data_offset`."""
+
+    name: str
+    rows: int
+    cols: int
+    dtype: np.dtype
+    data_offset: int
+    kind: str  # numeric, text, sparse or complex
+
+
+def mat_version(path: Path) -> int:
+    """4, 5 or 7 (v7.3, HDF5); raises `RecordReadError` for a file that is not a MAT file."""
+    try:
+        major, _ = matfile_version(str(path))
+    except Exception as error:
+        raise RecordReadError(f"{path.name} is not a MAT file ({error})") from error
+    return {0: 4, 1: 5, 2: 7}.get(major, major)
+
+
+def mat4_matrices(path: Path) -> list[Mat4Matrix]:
+    """Every matrix of a MAT v4 file, from the headers alone (no data is read)."""
+    size = path.stat().st_size
+    matrices: list[Mat4Matrix] = []
+    offset = 0
+    with path.open("rb") as handle:
+        while offset + 20 <= size:
+            handle.seek(offset)
+            raw = handle.read(20)
+            endian = "<" if 0 <= int(np.frombuffer(raw[:4], "<i4")[0]) < 1000 else ">"
+            mopt, rows, cols, imagf, namlen = (int(value) for value in np.frombuffer(raw, f"{endian}i4"))
+            precision, kind = (mopt % 100) // 10, mopt % 10
+            if mopt // 1000 > 1 or precision not in _V4_DTYPES or kind > 2 or min(rows, cols) < 0 or namlen <= 0:
+                raise RecordReadError(f"{path.name}: not a valid MAT v4 matrix header at byte {offset}")
+            name = handle.read(namlen).split(b"\0")[0].decode("latin-1")
+            dtype = np.dtype(_V4_DTYPES[precision]).newbyteorder(endian)
+            data_offset = offset + 20 + namlen
+            end = data_offset + rows * cols * dtype.itemsize * (2 if imagf else 1)
+            if end > size:
+                raise RecordReadError(
+                    f"{path.name} is truncated: matrix {name!r} needs {end} bytes, the file has {size}"
+                )
+            matrices.append(Mat4Matrix(name, rows, cols, dtype, data_offset, "complex" if imagf else _V4_KINDS[kind]))
+            offset = end
+    return matrices
+
+
+def read_mat_matrix(path: Path, variable: str, n_leads: int, max_samples: int | None) -> tuple[np.ndarray, int]:
+    """The first `max_samples` columns of a `[n_leads, samples]` matrix (a `[samples, n_leads]` one is
+    transposed), as float64, plus the full number of samples. Raises `RecordReadError` with the reason."""
+    version = mat_version(path)
+    if version == 7:
+        raise RecordReadError(f"{path.name} is a MAT v7.3 (HDF5) file, which is not supported; save it as v7 or v4")
+    if version == 4:
+        return _read_mat4(path, variable, n_leads, max_samples)
+    return _read_mat5(path, variable, n_leads, max_samples)
+
+
+def _read_mat4(path: Path, variable: str, n_leads: int, max_samples: int | None) -> tuple[np.ndarray, int]:
+    matrices = {matrix.name: matrix for matrix in mat4_matrices(path)}
+    if variable not in matrices:
+        raise RecordReadError(_missing_variable(path, variable, list(matrices)))
+    matrix = matrices[variable]
+    if matrix.kind != "numeric":
+        raise RecordReadError(f"MAT variable {variable!r} in {path.name} is {matrix.kind}, not a numeric matrix")
+    leads_are_rows = _leads_are_rows(path, variable, (matrix.rows, matrix.cols), n_leads)
+    total = matrix.cols if leads_are_rows else matrix.rows
+    window = total if max_samples is None else min(total, max_samples)
+    if window == 0:
+        return np.zeros((n_leads, 0)), total
+    # Column-major data: a C-ordered memory map of shape (cols, rows) is the matrix transposed.
+    stored = np.memmap(path, dtype=matrix.dtype, mode="r", offset=matrix.data_offset, shape=(matrix.cols, matrix.rows))
+    data = stored[:window].T if leads_are_rows else stored[:, :window]
+    return np.array(data, dtype=np.float64), total
+
+
+def _read_mat5(path: Path, variable: str, n_leads: int, max_samples: int | None) -> tuple[np.ndarray, int]:
+    if path.stat().st_size > MAX_WHOLE_READ_BYTES:
+        raise RecordReadError(_too_large(path, path.stat().st_size))
+    try:
+        variables = {name: (shape, kind) for name, shape, kind in scipy.io.whosmat(path)}
+    except Exception as error:
+        raise RecordReadError(f"unreadable MAT file {path.name}: {type(error).__name__}: {error}") from error
+    if variable not in variables:
+        raise RecordReadError(_missing_variable(path, variable, list(variables)))
+    shape, kind = variables[variable]
+    if kind not in _V5_NUMERIC:
+        raise RecordReadError(f"MAT variable {variable!r} in {path.name} is a {kind}, not a numeric matrix")
+    if len(shape) != 2:
+        raise RecordReadError(f"MAT variable {variable!r} in {path.name} has shape {shape}, not a 2-D matrix")
+    if int(np.prod(shape)) * 8 > MAX_WHOLE_READ_BYTES:
+        raise RecordReadError(_too_large(path, int(np.prod(shape)) * 8))
+    leads_are_rows = _leads_are_rows(path, variable, shape, n_leads)
+    try:
+        data = np.asarray(scipy.io.loadmat(path, variable_names=[variable])[variable])
+    except Exception as error:
+        raise RecordReadError(f"unreadable MAT file {path.name}: {type(error).__name__}: {error}") from error
+    data = data if leads_are_rows else data.T
+    total = data.shape[1]
+    return np.array(data[:, : total if max_samples is None else max_samples], dtype=np.float64), total
+
+
+def _leads_are_rows(path: Path, variable: str, shape: tuple[int, ...], n_leads: int) -> bool:
+    if shape[0] == n_leads:
+        return True
+    if shape[1] == n_leads:
+        return False
+    raise RecordReadError(
+        f"MAT variable {variable!r} in {path.name} has shape {tuple(shape)}, which does not hold {n_leads} lead(s)"
+    )
+
+
+def _missing_variable(path: Path, variable: str, present: list[str]) -> str:
+    return f"MAT file {path.name} has no variable {variable!r} (it holds: {', '.join(present) or 'nothing'})"
+
+
+def _too_large(path: Path, nbytes: int) -> str:
+    return (
+        f"MAT v5 file {path.name} would be read whole ({nbytes / 2**20:.0f} MiB, limit "
+        f"{MAX_WHOLE_READ_BYTES / 2**20:.0f} MiB); save it as MAT v4 to read only the window needed"
+    )
