@@ -3,10 +3,14 @@
 Blocking checks (severity ERROR) stop the downstream assets of that run, so training never starts
 on non-finite signals, unusable or leaking splits, or records whose labels drifted from the label
 mapping. Non-blocking checks (severity WARN) flag weak results without stopping anything.
+
+The checks of one asset share one op (`dg.multi_asset_check`): one step, one process start, per
+asset instead of per check.
 """
 
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import dagster as dg
 import pandas as pd
@@ -30,19 +34,55 @@ class FailedShareConfig(dg.Config, quality.FailedShareConfig):
     """Threshold of the failed-record share check."""
 
 
-def partitioned_check(**kwargs) -> dg.AssetChecksDefinition:
-    """`dg.asset_check` with one result per dataset partition.
+def _spec(name: str, asset: dg.AssetsDefinition, description: str, **kwargs) -> dg.AssetCheckSpec:
+    """A check with one result per dataset partition.
 
     Partitioned checks are a Dagster preview feature; its PreviewWarning is silenced here only,
     so it is not repeated in every run log.
     """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return dg.AssetCheckSpec(
+            name, asset=asset, description=description, partitions_def=dataset_partitions, **kwargs
+        )
 
-    def decorate(function):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", dg.PreviewWarning)
-            return dg.asset_check(partitions_def=dataset_partitions, **kwargs)(function)
 
-    return decorate
+FINITE_SIGNALS = _spec(
+    "processed_records_are_finite",
+    processed_records,
+    "Every processed signal is finite: no NaN or infinity reaches training.",
+    blocking=True,
+)
+LABELS_MATCH = _spec(
+    "processed_labels_match_label_mapping",
+    processed_records,
+    "Every labelled record of label_mapping was processed once with its mapped label, or is listed as failed.",
+    blocking=True,
+    additional_deps=[label_mapping],
+)
+FAILED_SHARE = _spec(
+    "failed_record_share_is_low",
+    processed_records,
+    "The share of unreadable records stays at most `max_failed_share` (a warning; training still runs).",
+)
+SPLITS_USABLE = _spec(
+    "splits_are_usable",
+    splits,
+    "No split is empty (ERROR, blocks training); a training class absent from validation is flagged (WARN).",
+    blocking=True,
+)
+SPLITS_DISJOINT = _spec(
+    "splits_are_disjoint", splits, "No record id and no (known) patient id appears in two splits.", blocking=True
+)
+BEATS_MAJORITY = _spec(
+    "macro_f1_beats_majority_baseline",
+    test_metrics,
+    "Test macro F1 is above that of always predicting the most frequent training class (a warning).",
+)
+
+
+def _result(spec: dg.AssetCheckSpec, **kwargs) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(asset_key=spec.asset_key, check_name=spec.name, **kwargs)
 
 
 def _examples(values) -> str:
@@ -69,7 +109,8 @@ def _latest_materialization_metadata(context: dg.AssetCheckExecutionContext, ass
 def finite_signals_result(layout: PartitionLayout) -> dg.AssetCheckResult:
     store = RecordStore(layout.processed)
     bad = quality.non_finite_records(store)
-    return dg.AssetCheckResult(
+    return _result(
+        FINITE_SIGNALS,
         passed=not bad,
         metadata={
             "records_checked": len(store),
@@ -86,7 +127,8 @@ def labels_match_result(layout: PartitionLayout, smoke_test: bool) -> dg.AssetCh
         expected = expected.head(SMOKE_TEST_RECORDS)
     store = RecordStore(layout.processed)
     comparison = quality.compare_label_distribution(expected, store.index, _failed_record_ids(layout.processed))
-    return dg.AssetCheckResult(
+    return _result(
+        LABELS_MATCH,
         passed=comparison.matches,
         metadata={
             "label_counts": markdown_table(comparison.table),
@@ -102,7 +144,8 @@ def labels_match_result(layout: PartitionLayout, smoke_test: bool) -> dg.AssetCh
 def failed_share_result(layout: PartitionLayout, max_failed_share: float) -> dg.AssetCheckResult:
     failed = len(_failed_record_ids(layout.processed))
     share = quality.failed_share(len(RecordStore(layout.processed)), failed)
-    return dg.AssetCheckResult(
+    return _result(
+        FAILED_SHARE,
         passed=share <= max_failed_share,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"failed": failed, "failed_share": round(share, 4), "max_failed_share": max_failed_share},
@@ -112,7 +155,8 @@ def failed_share_result(layout: PartitionLayout, max_failed_share: float) -> dg.
 def split_usability_result(layout: PartitionLayout) -> dg.AssetCheckResult:
     coverage = quality.split_coverage(RecordStore(layout.processed).index["label"].tolist(), read_splits(layout.splits))
     missing = coverage.train_classes_missing_from_val
-    return dg.AssetCheckResult(
+    return _result(
+        SPLITS_USABLE,
         passed=not coverage.empty_splits and not missing,
         severity=dg.AssetCheckSeverity.ERROR if coverage.empty_splits else dg.AssetCheckSeverity.WARN,
         metadata={
@@ -125,7 +169,8 @@ def split_usability_result(layout: PartitionLayout) -> dg.AssetCheckResult:
 
 def split_disjointness_result(layout: PartitionLayout) -> dg.AssetCheckResult:
     overlaps = quality.split_overlaps(RecordStore(layout.processed).index, read_splits(layout.splits))
-    return dg.AssetCheckResult(
+    return _result(
+        SPLITS_DISJOINT,
         passed=overlaps.disjoint,
         metadata={
             "records_in_several_splits": len(overlaps.records),
@@ -139,7 +184,8 @@ def split_disjointness_result(layout: PartitionLayout) -> dg.AssetCheckResult:
 
 def majority_baseline_result(layout: PartitionLayout) -> dg.AssetCheckResult:
     result = read_json(layout.test_metrics)
-    return dg.AssetCheckResult(
+    return _result(
+        BEATS_MAJORITY,
         passed=result["macro_f1"] > result["majority_class_macro_f1"],
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
@@ -150,53 +196,30 @@ def majority_baseline_result(layout: PartitionLayout) -> dg.AssetCheckResult:
     )
 
 
-# The checks as the UI lists them: blocking ones stop the rest of the run when they fail.
+# One op per checked asset; blocking checks that fail stop the rest of the run.
 
 
-@partitioned_check(asset=processed_records, blocking=True)
-def processed_records_are_finite(context: dg.AssetCheckExecutionContext, paths: EcgPathsResource):
-    """Every processed signal is finite: no NaN or infinity reaches training."""
-    return finite_signals_result(paths.layout(context.partition_key))
-
-
-@partitioned_check(asset=processed_records, additional_deps=[label_mapping], blocking=True)
-def processed_labels_match_label_mapping(context: dg.AssetCheckExecutionContext, paths: EcgPathsResource):
-    """Every labelled record of label_mapping was processed once with its mapped label, or is listed as failed."""
-    smoke_test = _latest_materialization_metadata(context, processed_records.key).get("smoke_test")
-    return labels_match_result(paths.layout(context.partition_key), bool(smoke_test and smoke_test.value))
-
-
-@partitioned_check(asset=processed_records)
-def failed_record_share_is_low(
+@dg.multi_asset_check(specs=[FINITE_SIGNALS, LABELS_MATCH, FAILED_SHARE], name="processed_records_checks")
+def processed_records_checks(
     context: dg.AssetCheckExecutionContext, config: FailedShareConfig, paths: EcgPathsResource
-):
-    """The share of unreadable records stays at most `max_failed_share` (a warning; training still runs)."""
-    return failed_share_result(paths.layout(context.partition_key), config.max_failed_share)
+) -> Iterator[dg.AssetCheckResult]:
+    layout = paths.layout(context.partition_key)
+    smoke_test = _latest_materialization_metadata(context, processed_records.key).get("smoke_test")
+    yield finite_signals_result(layout)
+    yield labels_match_result(layout, bool(smoke_test and smoke_test.value))
+    yield failed_share_result(layout, config.max_failed_share)
 
 
-@partitioned_check(asset=splits, blocking=True)
-def splits_are_usable(context: dg.AssetCheckExecutionContext, paths: EcgPathsResource):
-    """No split is empty (ERROR, blocks training); a training class absent from validation is flagged (WARN)."""
-    return split_usability_result(paths.layout(context.partition_key))
+@dg.multi_asset_check(specs=[SPLITS_USABLE, SPLITS_DISJOINT], name="splits_checks")
+def splits_checks(context: dg.AssetCheckExecutionContext, paths: EcgPathsResource) -> Iterator[dg.AssetCheckResult]:
+    layout = paths.layout(context.partition_key)
+    yield split_usability_result(layout)
+    yield split_disjointness_result(layout)
 
 
-@partitioned_check(asset=splits, blocking=True)
-def splits_are_disjoint(context: dg.AssetCheckExecutionContext, paths: EcgPathsResource):
-    """No record id and no (known) patient id appears in two splits."""
-    return split_disjointness_result(paths.layout(context.partition_key))
+@dg.multi_asset_check(specs=[BEATS_MAJORITY], name="test_metrics_checks")
+def evaluation_checks(context: dg.AssetCheckExecutionContext, paths: EcgPathsResource) -> Iterator[dg.AssetCheckResult]:
+    yield majority_baseline_result(paths.layout(context.partition_key))
 
 
-@partitioned_check(asset=test_metrics)
-def macro_f1_beats_majority_baseline(context: dg.AssetCheckExecutionContext, paths: EcgPathsResource):
-    """Test macro F1 is above that of always predicting the most frequent training class (a warning)."""
-    return majority_baseline_result(paths.layout(context.partition_key))
-
-
-ecg_checks = [
-    processed_records_are_finite,
-    processed_labels_match_label_mapping,
-    failed_record_share_is_low,
-    splits_are_usable,
-    splits_are_disjoint,
-    macro_f1_beats_majority_baseline,
-]
+ecg_checks = [processed_records_checks, splits_checks, evaluation_checks]

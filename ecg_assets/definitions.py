@@ -9,7 +9,15 @@ from ecg_assets.jobs import ecg_jobs, ecg_pipeline_job, retrain_job
 from ecg_assets.resources import EcgPathsResource, TorchDeviceResource
 from ecg_assets.settings import Settings
 
-__all__ = ["defs", "ecg_pipeline_job", "retrain_job"]
+__all__ = ["defs", "ecg_pipeline_job", "retrain_job", "step_executor"]
+
+# Every step still runs in its own process, but forked from a server that has already imported this
+# code location (dagster, torch, pandas, ...), instead of a fresh interpreter importing it all again:
+# see benchmarks/bench_step_start.py. Runs launched from the CLI, the UI, the schedule and the sensor
+# use it; `dg.materialize` and `execute_in_process` (the tests) run in process as before.
+step_executor = dg.multiprocess_executor.configured(
+    {"start_method": {"forkserver": {"preload_modules": [__name__]}}}, name="forkserver_multiprocess"
+)
 
 defs = dg.Definitions(
     assets=ecg_assets,
@@ -17,6 +25,7 @@ defs = dg.Definitions(
     jobs=ecg_jobs,
     schedules=ecg_schedules,
     sensors=ecg_sensors,
+    executor=step_executor,
     resources={
         "paths": EcgPathsResource.from_settings(Settings.from_env()),
         "gpu": TorchDeviceResource(device="auto"),

@@ -53,20 +53,18 @@ def test_six_checks_are_registered_with_the_intended_blocking_flags():
     assert check_keys == set(specs)
 
 
-def test_jobs_run_the_checks_of_their_assets():
-    pipeline = set(defs.resolve_job_def("ecg_pipeline").graph.node_dict)
-    assert {"splits_splits_are_usable", "processed_records_processed_records_are_finite"} <= pipeline
-    retrain = set(defs.resolve_job_def("retrain_and_evaluate").graph.node_dict)
-    assert retrain == {"trained_model", "test_metrics", "test_metrics_macro_f1_beats_majority_baseline"}
-
-
 @pytest.mark.slow
 def test_a_failing_blocking_check_stops_training_in_the_same_run(tmp_path):
     splits_without_validation = {"config": {"train_fraction": 0.9, "val_fraction": 0.0, "test_fraction": 0.1}}
     result = _run(
         tmp_path,
         "demo_cinc2017",
-        {**SMOKE, "splits": splits_without_validation, "trained_model": {"config": TINY_TRAINING}},
+        {
+            **SMOKE,
+            "processed_records_checks": {"config": {"max_failed_share": 0.0}},
+            "splits": splits_without_validation,
+            "trained_model": {"config": TINY_TRAINING},
+        },
     )
     assert not result.success
     evaluation = _evaluations(result)["splits:splits_are_usable"]
@@ -82,6 +80,7 @@ def test_a_failing_blocking_check_stops_training_in_the_same_run(tmp_path):
         key: ev.passed for key, ev in _evaluations(result).items() if key in BLOCKING - {"splits:splits_are_usable"}
     }
     assert len(others) == 3 and all(others.values()), others
+    assert _evaluations(result)["processed_records:failed_record_share_is_low"].metadata["max_failed_share"].value == 0
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 from ecg_assets import assets, metadata
 from ecg_assets.core import splits as splits_core
 from ecg_assets.core.store import RecordStoreWriter
+from ecg_assets.resources import EcgPathsResource
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -81,3 +82,36 @@ def test_code_version_follows_the_source_of_the_modules_it_names(monkeypatch):
     original = assets.inspect.getsource
     monkeypatch.setattr(assets.inspect, "getsource", lambda module: original(module) + "\n# edited\n")
     assert assets.source_version(splits_core) != before
+
+
+def test_a_code_change_marks_the_asset_stale_and_after_it_reruns_its_downstream(tmp_path):
+    # Dagster's stale-status resolver (what the UI's "stale" badges use); internal API of the pinned 1.13.27.
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver
+    from dagster._core.loader import LoadingContextForTest
+
+    label_mapping, processed_records, splits = assets.ecg_assets[:3]
+    edited = processed_records.map_asset_specs(lambda spec: spec.replace_attributes(code_version="edited"))
+    resources = {"paths": EcgPathsResource(artifacts_dir=str(tmp_path))}
+    run_config = {"ops": {"processed_records": {"config": {"smoke_test": True}}}}
+
+    def status(instance, chain):
+        graph = dg.Definitions(assets=chain, resources=resources).resolve_asset_graph()
+        resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
+        return {
+            key: [cause.reason for cause in resolver.get_stale_causes(dg.AssetKey(key), "demo_cinc2017")]
+            for key in ("processed_records", "splits")
+        }
+
+    with dg.instance_for_test() as instance:
+        kwargs = {"partition_key": "demo_cinc2017", "resources": resources, "run_config": run_config}
+        assert dg.materialize([label_mapping, processed_records, splits], instance=instance, **kwargs).success
+        assert status(instance, [label_mapping, processed_records, splits]) == {"processed_records": [], "splits": []}
+        assert status(instance, [label_mapping, edited, splits]) == {
+            "processed_records": ["has a new code version"],
+            "splits": [],
+        }
+        assert dg.materialize([label_mapping, edited, splits], selection=[edited], instance=instance, **kwargs).success
+        assert status(instance, [label_mapping, edited, splits]) == {
+            "processed_records": [],
+            "splits": ["has a new dependency data version"],
+        }

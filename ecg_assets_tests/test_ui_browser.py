@@ -27,11 +27,7 @@ from .test_cli import DAGSTER, _env, _run
 ECG_ASSETS = str(Path(sys.executable).with_name("ecg-assets"))
 PARTITION = "demo_cinc2021"
 CHAIN = ["label_mapping", "processed_records", "splits", "trained_model", "test_metrics"]
-# In-process execution only to keep the test quick; test_cli covers the default multiprocess run.
-RUN_CONFIG = {
-    "execution": {"config": {"in_process": {}}},
-    "ops": {"trained_model": {"config": {"epochs": 2, "batch_size": 16, "base_channels": 8}}},
-}
+RUN_CONFIG = {"ops": {"trained_model": {"config": {"epochs": 2, "batch_size": 16, "base_channels": 8}}}}
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -247,7 +243,7 @@ def test_asset_graph_shows_the_five_assets_in_lineage_with_partitions(ui, page):
     assert graph.locator("path[stroke='var(--color-lineage-edge)']").count() == len(CHAIN) - 1
     assert graph.get_by_text("50% filled").count() == len(CHAIN)  # one of two partitions materialized
     left, right = boxes[CHAIN[0]], boxes[CHAIN[-1]]
-    clip = {"x": left["x"] - 40, "y": left["y"] - 20, "width": right["x"] - left["x"] + 240, "height": 130}
+    clip = {"x": left["x"] - 40, "y": left["y"] - 20, "width": right["x"] - left["x"] + 240, "height": 150}
     _screenshot(page, ui, "asset_graph_zoomed", clip=clip)
 
 

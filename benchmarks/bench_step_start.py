@@ -1,0 +1,67 @@
+"""Cost of starting one step process: a fresh interpreter (Dagster's default `spawn`) against a fork
+of a server that preloaded the code location (`forkserver` + `preload_modules`, definitions.py).
+
+    .venv/bin/python benchmarks/bench_step_start.py
+
+Each started process imports `ecg_assets.definitions`, as a step process does before running its
+op. Best of 3 per method, in the same run. Writes benchmarks/results/step_start.json.
+"""
+
+import importlib
+import json
+import multiprocessing
+import os
+import platform
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+MODULE = "ecg_assets.definitions"
+REPEATS = 3
+
+
+def _step() -> None:
+    importlib.import_module(MODULE)
+
+
+def start_seconds(context: multiprocessing.context.BaseContext) -> float:
+    best = float("inf")
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        process = context.Process(target=_step)
+        process.start()
+        process.join()
+        assert process.exitcode == 0
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def main() -> None:
+    spawn_s = start_seconds(multiprocessing.get_context("spawn"))
+    forkserver = multiprocessing.get_context("forkserver")
+    forkserver.set_forkserver_preload([MODULE])
+    started = time.perf_counter()
+    process = forkserver.Process(target=_step)  # the first start also starts the server and preloads
+    process.start()
+    process.join()
+    server_s = time.perf_counter() - started
+    fork_s = start_seconds(forkserver)
+    result = {
+        "benchmark": "step_start",
+        "spawn_seconds": round(spawn_s, 3),
+        "forkserver_first_start_seconds": round(server_s, 3),
+        "forkserver_seconds": round(fork_s, 3),
+        "speedup_per_step": round(spawn_s / fork_s, 1),
+        "repeats": REPEATS,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+    out = ROOT / "results" / "step_start.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
