@@ -9,13 +9,13 @@ Writes benchmarks/results/dataset_fingerprint.json.
 """
 
 import hashlib
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmark_results import write_result
 
 from ecg_assets.core.fingerprint import folder_fingerprint
 
@@ -59,7 +59,6 @@ def main() -> None:
         fingerprint_s = best_seconds(lambda path: folder_fingerprint([path]), folder)
         content_s = best_seconds(content_hash, folder)
     result = {
-        "benchmark": "dataset_fingerprint",
         "folder": str(folder),
         "files": len(files),
         "bytes": sum(path.stat().st_size for path in files),
@@ -67,13 +66,8 @@ def main() -> None:
         "content_hash_seconds": round(content_s, 5),
         "speedup_vs_content_hash": round(content_s / fingerprint_s, 1),
         "repeats": REPEATS,
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
     }
-    out = ROOT / "results" / "dataset_fingerprint.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result("dataset_fingerprint", result)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,11 @@ op. Best of 3 per method, in the same run. Writes benchmarks/results/step_start.
 """
 
 import importlib
-import json
 import multiprocessing
-import os
-import platform
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
+from benchmark_results import write_result
+
 MODULE = "ecg_assets.definitions"
 REPEATS = 3
 
@@ -47,20 +44,13 @@ def main() -> None:
     server_s = time.perf_counter() - started
     fork_s = start_seconds(forkserver)
     result = {
-        "benchmark": "step_start",
         "spawn_seconds": round(spawn_s, 3),
         "forkserver_first_start_seconds": round(server_s, 3),
         "forkserver_seconds": round(fork_s, 3),
         "speedup_per_step": round(spawn_s / fork_s, 1),
         "repeats": REPEATS,
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1min": round(os.getloadavg()[0], 2),
     }
-    out = ROOT / "results" / "step_start.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result("step_start", result)
 
 
 if __name__ == "__main__":
