@@ -21,6 +21,7 @@ from ecg_assets.core import (
     matfiles,
     metrics,
     model,
+    plots,
     preprocessing,
     readers,
     record_ids,
@@ -37,7 +38,15 @@ from ecg_assets.core.signal import PreprocessConfig
 from ecg_assets.core.splits import SPLIT_NAMES, SplitConfig, assign_splits, read_splits, strat_folds_for, write_splits
 from ecg_assets.core.store import RecordStore
 from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig, train_model
-from ecg_assets.metadata import counts_table, markdown_table, png_markdown, reasons_table
+from ecg_assets.metadata import (
+    counts_table,
+    example_waveforms,
+    markdown_table,
+    png_markdown,
+    reasons_table,
+    recording_distributions,
+    training_history,
+)
 from ecg_assets.partitions import dataset_partitions
 from ecg_assets.resources import EcgPathsResource, TorchDeviceResource
 from ecg_assets.run_logging import forward_core_logs
@@ -122,6 +131,7 @@ def label_mapping(context: dg.AssetExecutionContext, paths: EcgPathsResource) ->
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(table),
+            "dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(name, "string") for name in table.columns]),
             "dataset": _dataset_note(paths, dataset),
             "layout": mapping.layout,
             "records": len(table),
@@ -179,6 +189,12 @@ def processed_records(
             "original_sampling_rates": counts_table({f"{fs:g} Hz": int(n) for fs, n in fs_counts.items()}, "rate"),
             "original_seconds": dg.MetadataValue.json(_summary(report.original_seconds)),
             "label_counts": counts_table(record_store.index["label"].value_counts().to_dict(), "label"),
+            "example_waveforms": example_waveforms(
+                record_store, config.target_fs, layout.figures / "example_waveforms.png"
+            ),
+            "recording_distributions": recording_distributions(
+                record_store, layout.figures / "recording_distributions.png"
+            ),
             "store_bytes": record_store.nbytes(),
             "store_generation": record_store.generation,
             "smoke_test": config.smoke_test,
@@ -193,7 +209,7 @@ def processed_records(
     group_name=GROUP,
     deps=[processed_records],
     kinds={"python", "json"},
-    code_version=source_version(splits_core),
+    code_version=source_version(splits_core, store),
     description="Train/validation/test split of the processed records: PTB-XL strat_fold when present, else "
     "80/10/10 stratified by label with each patient in one split; reproducible from a seed.",
 )
@@ -211,6 +227,7 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, paths: EcgPa
     )
     return dg.MaterializeResult(
         metadata={
+            "dagster/row_count": sum(len(split[name]) for name in SPLIT_NAMES),
             **{f"{name}_records": len(split[name]) for name in SPLIT_NAMES},
             "method": result.method,
             "notes": "\n".join(result.notes) or "none",
@@ -229,7 +246,7 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, paths: EcgPa
     pool="gpu",
     op_tags=GPU_OP_TAGS,
     tags={"compute": "gpu"},
-    code_version=source_version(model, data, training, checkpoints, metrics),
+    code_version=source_version(model, data, training, checkpoints, metrics, store),
     description="1D ResNet (residual blocks, BatchNorm, GELU, adaptive pooling) trained on the train split; "
     "best (by validation macro F1) and latest checkpoints, resumable.",
 )
@@ -263,6 +280,7 @@ def trained_model(
             "wall_seconds": round(result.wall_seconds, 1),
             "checkpoint": dg.MetadataValue.path(str(result.best_checkpoint)),
             "checkpoint_sha256": result.best_checkpoint_sha256,
+            "training_history": training_history(result.history, layout.figures / "training_history.png"),
             "training_log": dg.MetadataValue.path(str(layout.training_log)),
         }
     )
@@ -273,7 +291,7 @@ def trained_model(
     group_name=GROUP,
     deps=[trained_model],
     kinds={"pytorch", "scikitlearn"},
-    code_version=source_version(evaluation, metrics),
+    code_version=source_version(evaluation, metrics, model, data, training, checkpoints, plots, store),
     description="Best checkpoint scored on the test split: confusion matrix, per-class precision/recall/F1, "
     "macro/micro/weighted F1, classification report and figures.",
 )
@@ -294,11 +312,8 @@ def test_metrics(
     per_class = pd.DataFrame(result["per_class"]).T.rename_axis("class").reset_index()
     return dg.MaterializeResult(
         metadata={
-            "macro_f1": result["macro_f1"],
-            "micro_f1": result["micro_f1"],
-            "weighted_f1": result["weighted_f1"],
-            "accuracy": result["accuracy"],
-            "majority_class_macro_f1": result["majority_class_macro_f1"],
+            **{key: round(result[key], 4) for key in ("macro_f1", "micro_f1", "weighted_f1", "accuracy")},
+            "majority_class_macro_f1": round(result["majority_class_macro_f1"], 4),
             "test_records": result["n_samples"],
             "per_class": markdown_table(per_class.round(3)),
             "classification_report": dg.MetadataValue.md(f"```\n{result['classification_report']}\n```"),

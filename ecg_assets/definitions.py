@@ -1,24 +1,39 @@
 """The single Dagster `Definitions` of the ecg_assets code location."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from ecg_assets.assets import ecg_assets
+from ecg_assets.automation import ecg_schedules, ecg_sensors
+from ecg_assets.checks import ecg_checks
+from ecg_assets.jobs import ecg_jobs, ecg_pipeline_job, retrain_job
 from ecg_assets.resources import EcgPathsResource, TorchDeviceResource
 from ecg_assets.settings import Settings
 
-ecg_pipeline_job = dg.define_asset_job(
-    name="ecg_pipeline",
-    selection=dg.AssetSelection.assets(*ecg_assets),
-    description="The whole chain for one dataset partition: label mapping to test metrics.",
+__all__ = ["build_definitions", "defs", "ecg_pipeline_job", "retrain_job", "step_executor"]
+
+# Every step still runs in its own process, but forked from a server that has already imported this
+# code location (dagster, torch, pandas, ...), instead of a fresh interpreter importing it all again:
+# see benchmarks/bench_step_start.py. Runs launched from the CLI, the UI, the schedule and the sensor
+# use it; `dg.materialize` and `execute_in_process` (the tests) run in process as before.
+step_executor = dg.multiprocess_executor.configured(
+    {"start_method": {"forkserver": {"preload_modules": [__name__]}}}, name="forkserver_multiprocess"
 )
 
-defs = dg.Definitions(
-    assets=ecg_assets,
-    jobs=[ecg_pipeline_job],
-    resources={
-        "paths": EcgPathsResource.from_settings(Settings.from_env()),
-        "gpu": TorchDeviceResource(device="auto"),
-    },
-)
+
+def build_definitions(executor: dg.ExecutorDefinition) -> dg.Definitions:
+    """Every asset, check, job, schedule, sensor and resource, run by `executor`."""
+    return dg.Definitions(
+        assets=ecg_assets,
+        asset_checks=ecg_checks,
+        jobs=ecg_jobs,
+        schedules=ecg_schedules,
+        sensors=ecg_sensors,
+        executor=executor,
+        resources={
+            "paths": EcgPathsResource.from_settings(Settings.from_env()),
+            "gpu": TorchDeviceResource(device="auto"),
+        },
+    )
+
+
+defs = build_definitions(step_executor)

@@ -5,9 +5,8 @@
 `-m ecg_assets.k8s_definitions` (needs the `cluster` extra: dagster-k8s).
 """
 
-import dagster as dg
 from dagster_k8s import k8s_job_executor
 
-from ecg_assets import definitions  # the module, not its `defs`: one Definitions per module scope
+from ecg_assets.definitions import build_definitions
 
-defs = dg.Definitions.merge(definitions.defs, dg.Definitions(executor=k8s_job_executor))
+defs = build_definitions(k8s_job_executor)

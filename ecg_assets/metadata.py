@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import dagster as dg
+import numpy as np
 import pandas as pd
+
+from ecg_assets.core.plots import plot_example_waveforms, plot_recording_distributions, plot_training_history
+from ecg_assets.core.signal import LEAD_ORDER
+from ecg_assets.core.store import RecordStore
+
+EXAMPLE_WAVEFORMS = 3
 
 
 def markdown_table(frame: pd.DataFrame, max_rows: int = 50) -> dg.MetadataValue:
@@ -32,6 +40,40 @@ def reasons_table(
     rows: Sequence[tuple[str, str]], columns: Iterable[str] = ("record_id", "reason")
 ) -> dg.MetadataValue:
     return markdown_table(pd.DataFrame(list(rows), columns=list(columns)))
+
+
+def example_waveforms(store: RecordStore, fs: float, path: Path, examples: int = EXAMPLE_WAVEFORMS) -> dg.MetadataValue:
+    """A 12-lead grid of the first record of each of (up to) `examples` labels, embedded as PNG."""
+    if not len(store):
+        return dg.MetadataValue.md("_no processed records_")
+    index = store.index
+    positions = np.flatnonzero(~index["label"].duplicated().to_numpy())[:examples]
+    rows = index.iloc[positions]
+    present = None
+    if "lead_mask" in rows.columns:
+        present = np.array([[flag == "1" for flag in str(mask)] for mask in rows["lead_mask"]], dtype=bool)
+    png = plot_example_waveforms(
+        store.signals(positions),
+        [f"{record_id} ({label})" for record_id, label in zip(rows["record_id"], rows["label"])],
+        LEAD_ORDER,
+        fs,
+        lead_present=present,
+        path=path,
+    )
+    return png_markdown(png, "example 12-lead waveforms")
+
+
+def recording_distributions(store: RecordStore, path: Path) -> dg.MetadataValue:
+    """Histograms of the native sampling rates and lengths of the processed records, embedded as PNG."""
+    rates = store.index["original_fs"].astype(float)
+    seconds = store.index["original_samples"].astype(float) / rates
+    png = plot_recording_distributions(rates.tolist(), seconds.tolist(), path=path)
+    return png_markdown(png, "native sampling rate and length histograms")
+
+
+def training_history(history: Sequence[dict], path: Path) -> dg.MetadataValue:
+    """Loss and validation macro F1 per epoch, embedded as PNG."""
+    return png_markdown(plot_training_history(history, path), "training history")
 
 
 def _cell(value: object) -> str:

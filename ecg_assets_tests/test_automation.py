@@ -1,0 +1,138 @@
+"""The weekly schedule and the dataset-folder sensor, up to a sensor-requested re-materialization."""
+
+import datetime
+import json
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from ecg_assets import automation
+from ecg_assets.assets import ecg_assets
+from ecg_assets.checks import ecg_checks
+from ecg_assets.core.demo import ensure_demo_dataset
+from ecg_assets.definitions import defs
+from ecg_assets.jobs import ecg_jobs
+from ecg_assets.partitions import dataset_partitions
+from ecg_assets.resources import EcgPathsResource, TorchDeviceResource
+
+TICK = datetime.datetime(2026, 11, 29, 3, 0, tzinfo=datetime.timezone.utc)
+SMOKE_RUN = {
+    "ops": {
+        "processed_records": {"config": {"smoke_test": True}},
+        "trained_model": {"config": {"epochs": 1, "batch_size": 16, "base_channels": 8}},
+    }
+}
+
+
+def test_schedule_and_sensor_start_stopped_and_target_the_whole_chain():
+    assert automation.weekly_full_refresh.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert automation.dataset_files_sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    assert automation.weekly_full_refresh.job_name == "ecg_pipeline"
+    assert automation.dataset_files_sensor.job_name == "ecg_pipeline"
+    assert defs.resolve_schedule_def("weekly_full_refresh").cron_schedule == automation.WEEKLY_CRON
+
+
+def test_a_schedule_tick_requests_one_run_per_partition():
+    context = dg.build_schedule_context(scheduled_execution_time=TICK, repository_def=defs.get_repository_def())
+    requests = automation.weekly_full_refresh.evaluate_tick(context).run_requests
+    assert [request.partition_key for request in requests] == dataset_partitions.get_partition_keys()
+    assert len({request.run_key for request in requests}) == len(requests)
+    assert all(TICK.isoformat() in request.run_key for request in requests)
+    assert all(request.tags["dagster/schedule_name"] == "weekly_full_refresh" for request in requests)
+
+
+class SensorHarness:
+    """Evaluates the sensor tick after tick, carrying the cursor like the daemon does."""
+
+    def __init__(self, artifacts: Path, instance: dg.DagsterInstance):
+        self.resources = {"paths": EcgPathsResource(artifacts_dir=str(artifacts))}
+        self.instance = instance
+        self.cursor: str | None = None
+
+    def tick(self):
+        context = dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursor,
+            resources=self.resources,
+            repository_def=defs.get_repository_def(),
+        )
+        data = automation.dataset_files_sensor.evaluate_tick(context)
+        self.cursor = data.cursor
+        return data
+
+
+@pytest.fixture
+def sensor(tmp_path):
+    with dg.instance_for_test() as instance:
+        yield SensorHarness(tmp_path, instance)
+
+
+def _partitions(data) -> list[str]:
+    return [request.partition_key for request in data.run_requests]
+
+
+def test_sensor_requests_only_the_changed_partition_once(tmp_path, sensor):
+    for name in dataset_partitions.get_partition_keys():
+        ensure_demo_dataset(tmp_path / "demo_data", name)
+    first = sensor.tick()
+    assert _partitions(first) == [] and "recorded only: demo_cinc2017, demo_cinc2021" in first.skip_message
+    assert sensor.tick().run_requests == []
+
+    new_file = tmp_path / "demo_data" / "demo_cinc2021" / "extra" / "note.txt"
+    new_file.parent.mkdir()
+    new_file.write_text("a new file in a sub-folder")
+    changed = sensor.tick()
+    assert _partitions(changed) == ["demo_cinc2021"]
+    assert changed.run_requests[0].tags["dagster/sensor_name"] == "dataset_files_sensor"
+    assert sensor.tick().run_requests == []  # the cursor moved on: one request per change
+
+
+def test_sensor_waits_for_a_dataset_folder_to_exist_before_watching_it(tmp_path, sensor):
+    assert _partitions(sensor.tick()) == [] and json.loads(sensor.cursor) == {}
+    ensure_demo_dataset(tmp_path / "demo_data", "demo_cinc2017")
+    assert _partitions(sensor.tick()) == []  # first sight: recorded, not run
+    assert list(json.loads(sensor.cursor)) == ["demo_cinc2017"]
+
+
+def test_a_shared_label_override_change_requests_every_watched_partition(tmp_path, sensor):
+    for name in dataset_partitions.get_partition_keys():
+        ensure_demo_dataset(tmp_path / "demo_data", name)
+    sensor.tick()
+    (tmp_path / "demo_data" / "unified_label_mapping.csv").write_text("dataset,record_id,mapped_label\n")
+    assert _partitions(sensor.tick()) == dataset_partitions.get_partition_keys()
+
+
+@pytest.mark.slow
+def test_changing_a_label_file_rematerializes_that_partition(tmp_path, sensor):
+    resources = {"paths": EcgPathsResource(artifacts_dir=str(tmp_path)), "gpu": TorchDeviceResource(device="cpu")}
+    test_defs = dg.Definitions(assets=ecg_assets, asset_checks=ecg_checks, jobs=ecg_jobs, resources=resources)
+    pipeline = test_defs.resolve_job_def("ecg_pipeline")
+    assert pipeline.execute_in_process(
+        partition_key="demo_cinc2017", run_config=SMOKE_RUN, instance=sensor.instance
+    ).success
+    assert sensor.tick().run_requests == []  # baseline
+
+    reference = tmp_path / "demo_data" / "demo_cinc2017" / "REFERENCE.csv"
+    rows = pd.read_csv(reference, header=None, names=["record_id", "label"], dtype=str)
+    relabelled = rows.loc[0, "record_id"]
+    rows.loc[0, "label"] = "A" if rows.loc[0, "label"] != "A" else "N"
+    rows.to_csv(reference, header=False, index=False)
+
+    (request,) = sensor.tick().run_requests
+    assert request.partition_key == "demo_cinc2017"
+    run = pipeline.execute_in_process(
+        partition_key=request.partition_key, run_config=SMOKE_RUN, tags=request.tags, instance=sensor.instance
+    )
+    assert run.success
+    assert run.dagster_run.tags["dagster/sensor_name"] == "dataset_files_sensor"
+    materialized = {event.asset_key.to_user_string() for event in run.get_asset_materialization_events()}
+    assert materialized == {"label_mapping", "processed_records", "splits", "trained_model", "test_metrics"}
+    mapping = pd.read_csv(tmp_path / "demo_cinc2017" / "label_mapping.csv", dtype=str, keep_default_na=False)
+    expected = "AF" if rows.loc[0, "label"] == "A" else "NORM"
+    assert mapping.set_index("record_id").loc[relabelled, "mapped_label"] == expected
+    history = sensor.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("test_metrics"), asset_partitions=["demo_cinc2017"]), limit=10
+    )
+    assert len(history.records) == 2

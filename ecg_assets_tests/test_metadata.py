@@ -1,0 +1,117 @@
+"""What the asset pages show: embedded figures, and the description/group/kinds/code version of every asset."""
+
+import base64
+import re
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from ecg_assets import assets, metadata
+from ecg_assets.core import splits as splits_core
+from ecg_assets.core.store import RecordStoreWriter
+from ecg_assets.resources import EcgPathsResource
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _embedded_png(value: dg.MetadataValue) -> bytes:
+    match = re.fullmatch(r"!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", value.value)
+    assert match, value.value[:80]
+    png = base64.b64decode(match.group(1))
+    assert png.startswith(PNG_MAGIC)
+    return png
+
+
+@pytest.fixture
+def store(tmp_path):
+    rng = np.random.default_rng(0)
+    with RecordStoreWriter(tmp_path / "processed", (12, 500)) as writer:
+        for position, label in enumerate(["AF", "AF", "NORM", "MI", "OTHER"]):
+            writer.append(
+                rng.normal(size=(12, 500)).astype(np.float32),
+                {
+                    "record_id": f"r{position}",
+                    "label": label,
+                    "lead_mask": "1" + "0" * 11 if label == "AF" else "1" * 12,
+                    "original_fs": 300.0 if position % 2 else 500.0,
+                    "original_samples": 3000 + 100 * position,
+                },
+            )
+        return writer.commit()
+
+
+def test_example_waveforms_show_one_record_per_label_as_an_embedded_png(store, tmp_path):
+    figure = tmp_path / "figures" / "example_waveforms.png"
+    value = metadata.example_waveforms(store, fs=50.0, path=figure, examples=3)
+    assert _embedded_png(value) == figure.read_bytes()
+
+
+def test_example_waveforms_of_an_empty_store_say_so(tmp_path):
+    with RecordStoreWriter(tmp_path, (12, 500)) as writer:
+        empty = writer.commit()
+    assert "no processed records" in metadata.example_waveforms(empty, 500.0, tmp_path / "x.png").value
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_recording_distributions_and_training_history_are_embedded(store, tmp_path):
+    _embedded_png(metadata.recording_distributions(store, tmp_path / "distributions.png"))
+    history = [
+        {"epoch": epoch, "train_loss": 1.0 / epoch, "val_loss": 1.2 / epoch, "val_macro_f1": 0.2 * epoch}
+        for epoch in (1, 2, 3)
+    ]
+    _embedded_png(metadata.training_history(history, tmp_path / "history.png"))
+    assert (tmp_path / "distributions.png").is_file() and (tmp_path / "history.png").is_file()
+
+
+def test_every_asset_has_description_group_kinds_and_a_source_code_version():
+    versions = {}
+    for asset in assets.ecg_assets:
+        spec = asset.specs_by_key[asset.key]
+        assert spec.description and len(spec.description) > 40, asset.key
+        assert spec.group_name == "ecg_pipeline" and spec.kinds, asset.key
+        assert re.fullmatch(r"[0-9a-f]{12}", spec.code_version), asset.key
+        versions[asset.key.to_user_string()] = spec.code_version
+    assert len(set(versions.values())) == len(versions)
+    assert versions["splits"] == assets.source_version(splits_core, assets.store)
+
+
+def test_code_version_follows_the_source_of_the_modules_it_names(monkeypatch):
+    before = assets.source_version(splits_core)
+    assert assets.source_version(splits_core) == before  # deterministic
+    original = assets.inspect.getsource
+    monkeypatch.setattr(assets.inspect, "getsource", lambda module: original(module) + "\n# edited\n")
+    assert assets.source_version(splits_core) != before
+
+
+def test_a_code_change_marks_the_asset_stale_and_after_it_reruns_its_downstream(tmp_path):
+    # Dagster's stale-status resolver (what the UI's "stale" badges use); internal API of the pinned 1.13.27.
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver
+    from dagster._core.loader import LoadingContextForTest
+
+    label_mapping, processed_records, splits = assets.ecg_assets[:3]
+    edited = processed_records.map_asset_specs(lambda spec: spec.replace_attributes(code_version="edited"))
+    resources = {"paths": EcgPathsResource(artifacts_dir=str(tmp_path))}
+    run_config = {"ops": {"processed_records": {"config": {"smoke_test": True}}}}
+
+    def status(instance, chain):
+        graph = dg.Definitions(assets=chain, resources=resources).resolve_asset_graph()
+        resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
+        return {
+            key: [cause.reason for cause in resolver.get_stale_causes(dg.AssetKey(key), "demo_cinc2017")]
+            for key in ("processed_records", "splits")
+        }
+
+    with dg.instance_for_test() as instance:
+        kwargs = {"partition_key": "demo_cinc2017", "resources": resources, "run_config": run_config}
+        assert dg.materialize([label_mapping, processed_records, splits], instance=instance, **kwargs).success
+        assert status(instance, [label_mapping, processed_records, splits]) == {"processed_records": [], "splits": []}
+        assert status(instance, [label_mapping, edited, splits]) == {
+            "processed_records": ["has a new code version"],
+            "splits": [],
+        }
+        assert dg.materialize([label_mapping, edited, splits], selection=[edited], instance=instance, **kwargs).success
+        assert status(instance, [label_mapping, edited, splits]) == {
+            "processed_records": [],
+            "splits": ["has a new dependency data version"],
+        }
