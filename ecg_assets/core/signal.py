@@ -135,7 +135,10 @@ def preprocess(signal: np.ndarray, fs: float, lead_names: list[str], config: Pre
         warnings.append(f"native rate {fs:g} Hz is {ratio:.1f}x away from {config.target_fs:g} Hz")
     # Flatness is judged on the native samples: resampling filters ring at a constant's edges.
     flat_mask = (canonical.std(axis=-1, dtype=np.float64) < FLAT_STD) & lead_mask
-    normalised, _ = zscore(resample(canonical, fs, config.target_fs))
+    # Only present leads are resampled and z-scored (absent ones stay zero): 12x less work for one lead.
+    present, _ = zscore(resample(canonical[lead_mask], fs, config.target_fs))
+    normalised = np.zeros((N_LEADS, present.shape[-1]), dtype=np.float32)
+    normalised[lead_mask] = present
     normalised[flat_mask] = 0.0
     if flat_mask.any():
         warnings.append("flat lead(s): " + ", ".join(np.asarray(LEAD_ORDER)[flat_mask]))
