@@ -101,6 +101,14 @@ def prepare_recording(recording: Recording, config: RecordProcessingConfig) -> P
     return PreparedRecord(stored, window, result.lead_mask, result.flat_mask, result.warnings)
 
 
+def read_prepared(
+    dataset_dir: Path, layout: DatasetLayout, entry: RecordEntry, config: RecordProcessingConfig
+) -> tuple[Recording, PreparedRecord]:
+    """Read one record as far as `config` needs and prepare it (raises with a user-facing reason)."""
+    recording = layout.read(dataset_dir, entry, max_duration_s=config.read_seconds)
+    return recording, prepare_recording(recording, config)
+
+
 def processing_version(layout: DatasetLayout) -> str:
     """Hash of the code that turns a file into a stored record (reader, layout, signal processing)."""
     modules = (readers, records_module, signal_module, sys.modules[__name__], sys.modules[type(layout).__module__])
@@ -225,8 +233,7 @@ def _run_job(dataset_dir: Path, layout: DatasetLayout, config: RecordProcessingC
     if job.previous_hash is not None and digest == job.previous_hash:
         return _Outcome(job, digest, "unchanged")
     try:
-        recording = layout.read(dataset_dir, job.entry, max_duration_s=config.read_seconds)
-        prepared = prepare_recording(recording, config)
+        recording, prepared = read_prepared(dataset_dir, layout, job.entry, config)
     except Exception as error:  # a bad file must never stop the partition
         return _Outcome(job, digest, "failed", reason=failure_reason(error))
     return _Outcome(job, digest, "processed", prepared, recording.fs, recording.original_samples)
