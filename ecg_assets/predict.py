@@ -2,7 +2,7 @@
 
 The input folder is read with the dataset layouts the pipeline supports and every record goes
 through the exact preprocessing the model was trained with (the settings stored in the
-checkpoint, the same `prepare_recording` as `processed_records`, the same float16 storage and
+checkpoint, the same `RecordPreparer` as `processed_records`, the same float16 storage and
 the same multi-window inference). The CSV has one row per record: `record_id`,
 `predicted_label`, one `p_<class>` column per class the model was trained on, and `error`
 (empty when the record was scored; the reason otherwise).
@@ -26,7 +26,7 @@ from ecg_assets.core.checkpoints import CheckpointError, load_checkpoint
 from ecg_assets.core.datasets import UnknownLayoutError, detect_layout
 from ecg_assets.core.labels import LABELS
 from ecg_assets.core.model import build_model
-from ecg_assets.core.preprocessing import RecordProcessingConfig, failure_reason, mask_string, read_prepared
+from ecg_assets.core.preprocessing import RecordPreparer, RecordProcessingConfig, failure_reason, mask_string
 from ecg_assets.core.signal import LEAD_ORDER
 from ecg_assets.core.storage import atomic_write_text
 from ecg_assets.core.store import RecordStoreWriter
@@ -91,11 +91,12 @@ def predict_folder(
     scan = layout.scan(input_dir)
     failures = list(scan.problems)
     config = loaded.preprocess
+    preparer = RecordPreparer(config)
     with tempfile.TemporaryDirectory(prefix="ecg-predict-") as scratch:
         with RecordStoreWriter(Path(scratch), (len(LEAD_ORDER), config.target_length)) as writer:
             for entry in scan.entries:
                 try:
-                    _, prepared = read_prepared(input_dir, layout, entry, config)
+                    _, prepared = preparer.read(input_dir, layout, entry)
                 except Exception as error:  # one bad file must not stop the others
                     failures.append((entry.record_id, failure_reason(error)))
                     continue

@@ -102,3 +102,14 @@ def test_absent_leads_are_not_written(tmp_path):
     assert store.disk_bytes() <= store.nbytes()
     if _supports_sparse_files(tmp_path):
         assert store.disk_bytes() < store.nbytes() / 4  # one lead of twelve on disk
+
+
+def test_gather_reads_only_present_leads_but_returns_all(tmp_path):
+    first, second = np.zeros((12, 50), np.float32), np.zeros((12, 50), np.float32)
+    first[0], second[1] = 1.0, 2.0
+    with RecordStoreWriter(tmp_path, (12, 50)) as writer:
+        writer.append(first, {"record_id": "a", "lead_mask": "100000000000"})
+        writer.append(second, {"record_id": "b", "lead_mask": "010000000000"})
+        store = writer.commit()
+    np.testing.assert_array_equal(store.signals([1, 0, 1]), np.stack([second, first, second]))
+    assert store.lead_masks.tolist()[0][:2] == [True, False]

@@ -80,33 +80,36 @@ class PreparedRecord:
     warnings: list[str]
 
 
-def prepare_recording(recording: Recording, config: RecordProcessingConfig) -> PreparedRecord:
+class RecordPreparer:
     """The exact transformation behind every stored record (and every scored one, see `predict`).
 
     The canonical tensor is `signal.preprocess` of the first `target_length` samples; when the
     recording is longer and `training_window_s` allows, the same preprocessing over the longer
-    span gives the window (z-scored over that span, trailing padding removed).
+    span gives the window (z-scored over that span, trailing padding removed). Both are float16,
+    as stored.
     """
-    base = PreprocessConfig.model_validate(config.model_dump(include=set(PreprocessConfig.model_fields)))
-    result = preprocess(recording.signal, recording.fs, recording.lead_names, base)
-    window = None
-    available = math.ceil(recording.signal.shape[-1] * config.target_fs / recording.fs)
-    if config.window_length and available > config.target_length:
-        long_config = base.model_copy(update={"target_length": config.window_length})
-        long = preprocess(recording.signal, recording.fs, recording.lead_names, long_config)
-        samples = min(config.window_length, available)
-        window = long.signal[long.lead_mask, :samples].astype(SIGNAL_DTYPE)
-    stored = np.zeros(result.signal.shape, dtype=SIGNAL_DTYPE)  # absent leads stay zero: convert only the rest
-    stored[result.lead_mask] = result.signal[result.lead_mask]
-    return PreparedRecord(stored, window, result.lead_mask, result.flat_mask, result.warnings)
 
+    def __init__(self, config: RecordProcessingConfig):
+        self.config = config
+        self.base = PreprocessConfig.model_validate(config.model_dump(include=set(PreprocessConfig.model_fields)))
+        self.long = self.base.model_copy(update={"target_length": config.window_length})
 
-def read_prepared(
-    dataset_dir: Path, layout: DatasetLayout, entry: RecordEntry, config: RecordProcessingConfig
-) -> tuple[Recording, PreparedRecord]:
-    """Read one record as far as `config` needs and prepare it (raises with a user-facing reason)."""
-    recording = layout.read(dataset_dir, entry, max_duration_s=config.read_seconds)
-    return recording, prepare_recording(recording, config)
+    def __call__(self, recording: Recording) -> PreparedRecord:
+        config = self.config
+        result = preprocess(recording.signal, recording.fs, recording.lead_names, self.base)
+        window = None
+        available = math.ceil(recording.signal.shape[-1] * config.target_fs / recording.fs)
+        if config.window_length and available > config.target_length:
+            long = preprocess(recording.signal, recording.fs, recording.lead_names, self.long)
+            window = long.signal[long.lead_mask, : min(config.window_length, available)].astype(SIGNAL_DTYPE)
+        stored = np.zeros(result.signal.shape, dtype=SIGNAL_DTYPE)  # absent leads stay zero: convert only the rest
+        stored[result.lead_mask] = result.signal[result.lead_mask]
+        return PreparedRecord(stored, window, result.lead_mask, result.flat_mask, result.warnings)
+
+    def read(self, dataset_dir: Path, layout: DatasetLayout, entry: RecordEntry) -> tuple[Recording, PreparedRecord]:
+        """Read one record as far as the config needs and prepare it (raises with a user-facing reason)."""
+        recording = layout.read(dataset_dir, entry, max_duration_s=self.config.read_seconds)
+        return recording, self(recording)
 
 
 def processing_version(layout: DatasetLayout) -> str:
@@ -228,12 +231,12 @@ class _Outcome:
     reason: str = ""
 
 
-def _run_job(dataset_dir: Path, layout: DatasetLayout, config: RecordProcessingConfig, job: _Job) -> _Outcome:
+def _run_job(dataset_dir: Path, layout: DatasetLayout, preparer: RecordPreparer, job: _Job) -> _Outcome:
     digest = content_hash(dataset_dir, job.files)
     if job.previous_hash is not None and digest == job.previous_hash:
         return _Outcome(job, digest, "unchanged")
     try:
-        recording, prepared = read_prepared(dataset_dir, layout, job.entry, config)
+        recording, prepared = preparer.read(dataset_dir, layout, job.entry)
     except Exception as error:  # a bad file must never stop the partition
         return _Outcome(job, digest, "failed", reason=failure_reason(error))
     return _Outcome(job, digest, "processed", prepared, recording.fs, recording.original_samples)
@@ -241,7 +244,8 @@ def _run_job(dataset_dir: Path, layout: DatasetLayout, config: RecordProcessingC
 
 def _run_jobs(dataset_dir: Path, layout: DatasetLayout, config: RecordProcessingConfig, jobs: list[_Job]):
     """One chunk of jobs (what a worker process runs per task)."""
-    return [_run_job(dataset_dir, layout, config, job) for job in jobs]
+    preparer = RecordPreparer(config)
+    return [_run_job(dataset_dir, layout, preparer, job) for job in jobs]
 
 
 def default_workers() -> int:

@@ -244,10 +244,13 @@ class RecordStore:
         self._offset_of = self._int_column("offset")
         self.window_offsets = self._int_column("window_offset", NO_WINDOW)
         self.window_samples = self._int_column("window_samples", 0)
-        lead_masks = self.index["lead_mask"] if "lead_mask" in self.index else pd.Series([""] * len(self.index))
-        self._present_leads = [
-            np.flatnonzero(np.frombuffer(mask.encode(), np.uint8) == ord("1")) for mask in lead_masks
-        ]
+        n_leads = self.row_shape[0]
+        if "lead_mask" in self.index and len(self.index):
+            codes = np.frombuffer("".join(self.index["lead_mask"]).encode(), np.uint8)
+            self.lead_masks = codes.reshape(len(self.index), -1) == ord("1")
+        else:  # no masks recorded: every lead may hold data
+            self.lead_masks = np.ones((len(self.index), n_leads), dtype=bool)
+        self._present_leads = [np.flatnonzero(mask) for mask in self.lead_masks]
 
     def _int_column(self, name: str, default: int = 0) -> np.ndarray:
         if name not in self.index or not len(self.index):
@@ -285,13 +288,23 @@ class RecordStore:
         return sum(allocated_bytes(path) for path in self.files())
 
     def signals(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        """float32 `[len(indices), 12, L]` for the given record positions, gathered per shard."""
+        """float32 `[len(indices), 12, L]` for the given record positions, gathered per shard.
+
+        Only leads present in at least one of the records are read (the others are zeros in
+        the store): a batch of single-lead records reads and converts one lead of twelve.
+        """
         indices = np.asarray(indices, dtype=np.int64)
-        out = np.empty((len(indices), *self.row_shape), dtype=np.float32)
+        leads = np.flatnonzero(self.lead_masks[indices].any(axis=0))
+        every_lead = len(leads) == self.row_shape[0]
+        out = (np.empty if every_lead else np.zeros)((len(indices), *self.row_shape), dtype=np.float32)
         shards = self._shard_of[indices]
         for shard in np.unique(shards):
             selected = np.flatnonzero(shards == shard)
-            out[selected] = self._shards[shard][self._offset_of[indices[selected]]]
+            offsets = self._offset_of[indices[selected]]
+            if every_lead:
+                out[selected] = self._shards[shard][offsets]
+            else:
+                out[np.ix_(selected, leads)] = self._shards[shard][np.ix_(offsets, leads)]
         return out
 
     def signal(self, index: int) -> np.ndarray:
