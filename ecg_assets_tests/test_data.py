@@ -89,3 +89,20 @@ def test_prefetch_keeps_order_and_raises_errors():
     stream = prefetch(iter(range(1000)), depth=2)
     assert next(stream) == 0
     stream.close()  # abandoning the iteration stops the producer thread
+
+
+def test_longer_rows_pad_canonical_records_and_crop_windows(windowed_store):
+    store = windowed_store
+    labels = store.index["label_index"].to_numpy()
+    batches = StoreBatches(
+        store, np.arange(6), labels, 6, generator=torch.Generator().manual_seed(1), random_crops=True, length=200
+    )
+    signals = batches.gather(np.arange(6))
+    assert signals.shape == (6, 12, 200)
+    np.testing.assert_array_equal(signals[0, :, :LENGTH], store.signal(0)) and not signals[0, :, LENGTH:].any()
+    starts = [int(round(signals[row, 0, 0] * 1000)) - 1 for row in (3, 4, 5)]
+    assert 0 <= starts[0] <= 50 and starts[1] == starts[2] == 0  # windows of 180 and 101 samples fit whole
+    assert not signals[5, :, 101:].any()
+    windows = WindowBatches(store, [0, 3], labels, batch_size=8, stride=50, length=200)
+    assert windows.items[:, 2].tolist() == [-1, 0, 50]
+    assert next(iter(windows))[0].shape == (3, 12, 200)

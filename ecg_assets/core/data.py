@@ -48,8 +48,9 @@ class StoreBatches:
     opens, no decompression). With `weights`, indices are drawn with replacement in
     proportion to them (class-balanced sampling); otherwise they are shuffled when
     `shuffle` is set. With `random_crops`, records that have a longer window are cropped at a
-    random start, and the others shifted by up to `max_shift` samples. A seeded `generator`
-    makes order and crops reproducible.
+    random start, and the others shifted by up to `max_shift` samples. `length` (default: the
+    canonical length) is the number of samples per row; a canonical tensor shorter than that is
+    zero-padded. A seeded `generator` makes order and crops reproducible.
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class StoreBatches:
         generator: torch.Generator | None = None,
         random_crops: bool = False,
         max_shift: int = 0,
+        length: int | None = None,
     ):
         self.store = store
         self.indices = np.asarray(indices, dtype=np.int64)
@@ -73,6 +75,7 @@ class StoreBatches:
         self.generator = generator
         self.random_crops = random_crops
         self.max_shift = max_shift
+        self.length = length or store.row_shape[-1]
 
     def __len__(self) -> int:
         return (len(self.indices) + self.batch_size - 1) // self.batch_size
@@ -86,22 +89,22 @@ class StoreBatches:
         return np.arange(n)
 
     def gather(self, positions: np.ndarray) -> np.ndarray:
-        """float32 `[len(positions), 12, L]`: canonical tensors, or random crops/shifts when training."""
+        """float32 `[len(positions), 12, length]`: canonical tensors, or random crops/shifts when training."""
         if not self.random_crops:
-            return self.store.signals(positions)
-        length = self.store.row_shape[-1]
+            return canonical_rows(self.store, positions, self.length)
         samples = self.store.window_samples[positions]
-        windowed = samples > length
-        out = np.empty((len(positions), *self.store.row_shape), dtype=np.float32)
+        windowed = samples > 0
+        out = np.empty((len(positions), self.store.row_shape[0], self.length), dtype=np.float32)
         if (~windowed).any():
-            plain = self.store.signals(positions[~windowed])
+            plain = canonical_rows(self.store, positions[~windowed], self.length)
             if self.max_shift:
                 shifts = _randint(-self.max_shift, self.max_shift, len(plain), self.generator)
                 shift_in_time(plain, shifts)
             out[~windowed] = plain
         if windowed.any():
-            starts = _randint(0, samples[windowed] - length, int(windowed.sum()), self.generator)
-            out[windowed] = self.store.window_crops(positions[windowed], starts, length)
+            latest = np.maximum(samples[windowed] - self.length, 0)
+            starts = _randint(0, latest, int(windowed.sum()), self.generator)
+            out[windowed] = self.store.window_crops(positions[windowed], starts, self.length)
         return out
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -109,6 +112,17 @@ class StoreBatches:
         for start in range(0, len(order), self.batch_size):
             positions = self.indices[order[start : start + self.batch_size]]
             yield torch.from_numpy(self.gather(positions)), torch.from_numpy(self.labels[positions])
+
+
+def canonical_rows(store: RecordStore, positions: np.ndarray, length: int) -> np.ndarray:
+    """The canonical tensors of `positions`, cut or zero-padded to `length` samples."""
+    signals = store.signals(positions)
+    if length == signals.shape[-1]:
+        return signals
+    out = np.zeros((*signals.shape[:2], length), dtype=np.float32)
+    keep = min(length, signals.shape[-1])
+    out[..., :keep] = signals[..., :keep]
+    return out
 
 
 def window_starts(samples: int, length: int, stride: int) -> list[int]:
@@ -125,18 +139,27 @@ class WindowBatches:
     """Iterate `(signals, labels, groups)` for inference: `groups[i]` is the ordinal (in `indices`)
     of the record a row belongs to, so predictions can be averaged per record.
 
-    Records with a longer window contribute one row per window (`stride` samples apart, the last
-    one flush with the end); with `stride=0`, or without a window, a record is its canonical tensor.
+    Records with a longer window contribute one row per `length`-sample window (`stride` samples
+    apart, the last one flush with the end); with `stride=0`, or without a window, a record is
+    its canonical tensor (zero-padded to `length`).
     """
 
-    def __init__(self, store: RecordStore, indices: Sequence[int], labels: np.ndarray, batch_size: int, stride: int):
+    def __init__(
+        self,
+        store: RecordStore,
+        indices: Sequence[int],
+        labels: np.ndarray,
+        batch_size: int,
+        stride: int,
+        length: int | None = None,
+    ):
         self.store, self.labels, self.batch_size = store, labels, batch_size
         self.indices = np.asarray(indices, dtype=np.int64)
-        length = store.row_shape[-1]
+        self.length = length = length or store.row_shape[-1]
         items = []  # (ordinal, position, start or -1 for the canonical tensor)
         for ordinal, position in enumerate(self.indices):
             samples = int(store.window_samples[position]) if stride > 0 else 0
-            if samples > length:
+            if samples > 0:
                 items += [(ordinal, position, start) for start in window_starts(samples, length, stride)]
             else:
                 items.append((ordinal, position, -1))
@@ -148,14 +171,12 @@ class WindowBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
         for begin in range(0, len(self.items), self.batch_size):
             ordinals, positions, starts = self.items[begin : begin + self.batch_size].T
-            out = np.empty((len(positions), *self.store.row_shape), dtype=np.float32)
+            out = np.empty((len(positions), self.store.row_shape[0], self.length), dtype=np.float32)
             canonical = starts < 0
             if canonical.any():
-                out[canonical] = self.store.signals(positions[canonical])
+                out[canonical] = canonical_rows(self.store, positions[canonical], self.length)
             if (~canonical).any():
-                out[~canonical] = self.store.window_crops(
-                    positions[~canonical], starts[~canonical], self.store.row_shape[-1]
-                )
+                out[~canonical] = self.store.window_crops(positions[~canonical], starts[~canonical], self.length)
             yield torch.from_numpy(out), torch.from_numpy(self.labels[positions]), ordinals
 
 

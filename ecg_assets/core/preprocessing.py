@@ -216,30 +216,41 @@ class _Job:
     position: int
     entry: RecordEntry
     files: tuple[str, ...]
-    signature: str
+    signature: str | None  # None: the worker takes it (no previous generation to compare with)
     previous_hash: str | None  # content hash in the previous generation, when it can be reused
 
 
 @dataclass
 class _Outcome:
+    """What a worker sends back; the canonical tensor travels as its present leads only."""
+
     job: _Job
     content_hash: str
+    signature: str
     status: str  # "processed" | "unchanged" | "failed"
     prepared: PreparedRecord | None = None
     recording_fs: float = 0.0
     original_samples: int = 0
     reason: str = ""
 
+    def full_signal(self, length: int) -> np.ndarray:
+        assert self.prepared is not None
+        full = np.zeros((len(LEAD_ORDER), length), dtype=SIGNAL_DTYPE)
+        full[self.prepared.lead_mask] = self.prepared.signal
+        return full
+
 
 def _run_job(dataset_dir: Path, layout: DatasetLayout, preparer: RecordPreparer, job: _Job) -> _Outcome:
+    signature = job.signature if job.signature is not None else files_signature(dataset_dir, job.files)
     digest = content_hash(dataset_dir, job.files)
     if job.previous_hash is not None and digest == job.previous_hash:
-        return _Outcome(job, digest, "unchanged")
+        return _Outcome(job, digest, signature, "unchanged")
     try:
         recording, prepared = preparer.read(dataset_dir, layout, job.entry)
     except Exception as error:  # a bad file must never stop the partition
-        return _Outcome(job, digest, "failed", reason=failure_reason(error))
-    return _Outcome(job, digest, "processed", prepared, recording.fs, recording.original_samples)
+        return _Outcome(job, digest, signature, "failed", reason=failure_reason(error))
+    prepared.signal = prepared.signal[prepared.lead_mask]
+    return _Outcome(job, digest, signature, "processed", prepared, recording.fs, recording.original_samples)
 
 
 def _run_jobs(dataset_dir: Path, layout: DatasetLayout, config: RecordProcessingConfig, jobs: list[_Job]):
@@ -372,11 +383,12 @@ def process_records(
         for position, row in enumerate(rows):
             entry = RecordEntry(row.record_id, row.source_file, tuple(row.native_labels.split(";")), row.patient_id)
             files = tuple(record_files.of(row.source_file))
-            signature = files_signature(dataset_dir, files)
             old = previous_index[previous_rows[row.record_id]] if row.record_id in previous_rows else None
-            same_file = old is not None and old["source_file"] == row.source_file
-            job = _Job(position, entry, files, signature, str(old["content_hash"]) if same_file else None)
-            yield job, same_file and old["file_signature"] == signature
+            if old is None or old["source_file"] != row.source_file:
+                yield _Job(position, entry, files, None, None), False
+                continue
+            signature = files_signature(dataset_dir, files)
+            yield _Job(position, entry, files, signature, str(old["content_hash"])), old["file_signature"] == signature
 
     workers = workers or default_workers()
     use_pool = workers > 1 and len(rows) >= MIN_RECORDS_FOR_POOL
@@ -434,7 +446,7 @@ def _store_outcome(
         "patient_id": row.patient_id,
         "source_file": row.source_file,
         "content_hash": job.previous_hash if isinstance(outcome, _Job) else outcome.content_hash,
-        "file_signature": job.signature,
+        "file_signature": job.signature if isinstance(outcome, _Job) else outcome.signature,
     }
     if isinstance(outcome, _Job) or outcome.status == "unchanged":
         assert previous is not None
@@ -455,7 +467,7 @@ def _store_outcome(
             flat_mask=mask_string(prepared.flat_mask),
             warnings="\n".join(warnings),
         )
-        writer.append(prepared.signal, index_row, prepared.window)
+        writer.append(outcome.full_signal(writer.row_shape[-1]), index_row, prepared.window)
         report.reprocessed += 1
     for message in warnings:
         report.warnings[message] += 1

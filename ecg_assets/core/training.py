@@ -52,6 +52,12 @@ class TrainingConfig(BaseModel):
     random_crops: bool = Field(
         True, description="Train on random 10-s crops of the longer windows the store kept for long records."
     )
+    crop_s: float = Field(
+        0.0,
+        ge=0,
+        description="Seconds per training/inference window (0: the store's canonical length, 10 s). Longer "
+        "windows see more beats at a proportional cost; shorter records are zero-padded.",
+    )
     max_shift_s: float = Field(
         0.5, ge=0, description="Random time shift (zero-filled) of records without a longer window, seconds."
     )
@@ -63,6 +69,8 @@ class TrainingConfig(BaseModel):
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     dropout: float = Field(0.2, ge=0, lt=1)
+    kernel_size: int = Field(5, ge=3, description="Odd kernel size of the residual convolutions.")
+    stem_stride: int = Field(2, ge=1, description="Stride of the first convolution (4 halves the compute).")
     early_stopping_patience: int = Field(
         0, ge=0, description="Stop after this many epochs without a better val macro F1 (0: off)."
     )
@@ -70,7 +78,13 @@ class TrainingConfig(BaseModel):
     resume: bool = Field(True, description="Continue from latest.pth when config and data are unchanged.")
 
     def architecture(self) -> ModelConfig:
-        return ModelConfig(num_classes=len(LABELS), base_channels=self.base_channels, dropout=self.dropout)
+        return ModelConfig(
+            num_classes=len(LABELS),
+            base_channels=self.base_channels,
+            dropout=self.dropout,
+            kernel_size=self.kernel_size,
+            stem_stride=self.stem_stride,
+        )
 
 
 @dataclass
@@ -175,7 +189,14 @@ def inference_batches(
     """Batches for validation, testing and prediction, as the checkpoint's training config says."""
     config = config if isinstance(config, TrainingConfig) else TrainingConfig.model_validate(config)
     fs = float(store.metadata.get("preprocess", {}).get("target_fs", DEFAULT_FS))
-    return WindowBatches(store, indices, labels, batch_size, stride=round(config.inference_stride_s * fs))
+    stride = round(config.inference_stride_s * fs)
+    return WindowBatches(store, indices, labels, batch_size, stride, window_length(config, store))
+
+
+def window_length(config: TrainingConfig, store: RecordStore) -> int:
+    """Samples per training/inference row: `crop_s` at the store's rate, or its canonical length."""
+    fs = float(store.metadata.get("preprocess", {}).get("target_fs", DEFAULT_FS))
+    return round(config.crop_s * fs) if config.crop_s else store.row_shape[-1]
 
 
 def _autocast(settings: DeviceSettings):
@@ -218,6 +239,7 @@ class _Trainer:
             generator=self.generator,
             random_crops=config.random_crops,
             max_shift=round(config.max_shift_s * fs),
+            length=window_length(config, store),
         )
         self.val_batches = inference_batches(store, val_idx, self.labels, config.batch_size, config)
         loss_weights = torch.as_tensor(weights, dtype=torch.float32) if config.balance == "loss_weights" else None
