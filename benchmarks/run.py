@@ -155,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-quality", action="store_true", help="leave out the CinC 2017 training run")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads (default: all cores, or 1 when the machine is busy)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     dataset = args.data / "cinc2017"
@@ -162,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("CinC 2017 data not found at %s (see ../shared/data/README.md)", dataset)
         return 2
     results: dict = {}
+    busy = os.getloadavg()[0] > 1.0
+    torch.set_num_threads(args.threads or (1 if busy else (os.cpu_count() or 1)))
     machine = machine_section()
+    machine["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY", "default")
     records = build_label_mapping(dataset, "cinc2017").included
     with tempfile.TemporaryDirectory(prefix="ecg-bench-") as scratch:
         work = Path(scratch)

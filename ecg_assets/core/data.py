@@ -41,7 +41,21 @@ def shift_in_time(signals: np.ndarray, shifts: np.ndarray) -> None:
             signals[row, :, length + shift :] = 0.0
 
 
-class StoreBatches:
+class _Batches:
+    """Batches over the records `indices` of a store, `length` samples per row."""
+
+    def __init__(
+        self, store: RecordStore, indices: Sequence[int], labels: np.ndarray, batch_size: int, length: int | None
+    ):
+        self.store, self.labels, self.batch_size = store, labels, batch_size
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.length = length or store.row_shape[-1]
+
+    def _batch_count(self, rows: int) -> int:
+        return (rows + self.batch_size - 1) // self.batch_size
+
+
+class StoreBatches(_Batches):
     """Iterate `(signals, labels)` batches over a subset of a `RecordStore`.
 
     Each batch is one vectorised gather from the memory-mapped shards (no per-item file
@@ -66,19 +80,15 @@ class StoreBatches:
         max_shift: int = 0,
         length: int | None = None,
     ):
-        self.store = store
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.labels = labels
-        self.batch_size = batch_size
+        super().__init__(store, indices, labels, batch_size, length)
         self.shuffle = shuffle
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
         self.generator = generator
         self.random_crops = random_crops
         self.max_shift = max_shift
-        self.length = length or store.row_shape[-1]
 
     def __len__(self) -> int:
-        return (len(self.indices) + self.batch_size - 1) // self.batch_size
+        return self._batch_count(len(self.indices))
 
     def _order(self) -> np.ndarray:
         n = len(self.indices)
@@ -135,7 +145,7 @@ def window_starts(samples: int, length: int, stride: int) -> list[int]:
     return starts
 
 
-class WindowBatches:
+class WindowBatches(_Batches):
     """Iterate `(signals, labels, groups)` for inference: `groups[i]` is the ordinal (in `indices`)
     of the record a row belongs to, so predictions can be averaged per record.
 
@@ -153,20 +163,18 @@ class WindowBatches:
         stride: int,
         length: int | None = None,
     ):
-        self.store, self.labels, self.batch_size = store, labels, batch_size
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.length = length = length or store.row_shape[-1]
+        super().__init__(store, indices, labels, batch_size, length)
         items = []  # (ordinal, position, start or -1 for the canonical tensor)
         for ordinal, position in enumerate(self.indices):
             samples = int(store.window_samples[position]) if stride > 0 else 0
             if samples > 0:
-                items += [(ordinal, position, start) for start in window_starts(samples, length, stride)]
+                items += [(ordinal, position, start) for start in window_starts(samples, self.length, stride)]
             else:
                 items.append((ordinal, position, -1))
         self.items = np.asarray(items, dtype=np.int64).reshape(-1, 3)
 
     def __len__(self) -> int:
-        return (len(self.items) + self.batch_size - 1) // self.batch_size
+        return self._batch_count(len(self.items))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
         for begin in range(0, len(self.items), self.batch_size):

@@ -45,7 +45,7 @@ class TrainingConfig(BaseModel):
     warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up before the cosine decay.")
     grad_accumulation_steps: int = Field(1, ge=1)
     seed: int = 42
-    base_channels: int = Field(32, ge=4, description="Width of the first ResNet stage (32 gives ~1.5M parameters).")
+    base_channels: int = Field(16, ge=4, description="Width of the first ResNet stage (16: 0.55M parameters).")
     balance: Literal["loss_weights", "sampler", "none"] = "loss_weights"
     noise_std: float = Field(0.05, ge=0, description="Gaussian noise added to training batches (z-score units).")
     scale_range: float = Field(0.1, ge=0, lt=1, description="Random amplitude scaling in [1-r, 1+r].")
@@ -69,8 +69,8 @@ class TrainingConfig(BaseModel):
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     dropout: float = Field(0.2, ge=0, lt=1)
-    kernel_size: int = Field(5, ge=3, description="Odd kernel size of the residual convolutions.")
-    stem_stride: int = Field(2, ge=1, description="Stride of the first convolution (4 halves the compute).")
+    kernel_size: int = Field(7, ge=3, description="Odd kernel size of the residual convolutions.")
+    stem_stride: int = Field(4, ge=1, description="Stride of the first convolution (4: half the compute of 2).")
     early_stopping_patience: int = Field(
         0, ge=0, description="Stop after this many epochs without a better val macro F1 (0: off)."
     )
@@ -269,6 +269,8 @@ class _Trainer:
         self.scaler.load_state_dict(latest["scaler_state"])
         torch.set_rng_state(latest["rng_state"])
         self.generator.set_state(latest["generator_state"])
+        if self.settings.device.type == "cuda" and latest.get("cuda_rng_state") is not None:
+            torch.cuda.set_rng_state(latest["cuda_rng_state"], self.settings.device)
         self.history = list(latest["history"])
         self.best_f1, self.best_epoch = float(latest["best_val_macro_f1"]), int(latest["best_epoch"])
         self.finished, self.stopped_early = bool(latest["finished"]), bool(latest["stopped_early"])
@@ -368,6 +370,9 @@ class _Trainer:
                 scaler_state=self.scaler.state_dict(),
                 rng_state=torch.get_rng_state(),
                 generator_state=self.generator.get_state(),
+                cuda_rng_state=(
+                    torch.cuda.get_rng_state(self.settings.device) if self.settings.device.type == "cuda" else None
+                ),
             )
         return payload
 
