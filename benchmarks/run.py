@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import psutil
@@ -41,11 +40,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data"
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "latest.json"
 BATCH_SIZE = 32
-
-
-def best_of(repeats: int, measure: Callable[[], float]) -> float:
-    """The highest of `repeats` throughput measurements (the one least disturbed by other load)."""
-    return max(measure() for _ in range(repeats))
 
 
 def machine_section() -> dict:

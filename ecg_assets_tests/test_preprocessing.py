@@ -2,16 +2,18 @@ import json
 import os
 import shutil
 import time
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.signal import resample_poly
 
 from ecg_assets.core.datasets import detect_layout
 from ecg_assets.core.label_mapping import build_label_mapping
-from ecg_assets.core import store as store_module
+from ecg_assets.core import preprocessing as preprocessing_module, store as store_module
 from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
-from ecg_assets.core.signal import PreprocessConfig
+from ecg_assets.core.signal import PreprocessConfig, resample
 from ecg_assets.core.store import RecordStore
 
 from .conftest import sine_leads, write_wfdb_record
@@ -179,3 +181,25 @@ def test_worker_pool_gives_the_same_store_as_one_process(processed_demo, demo_ro
     assert inline_report.workers == 1 and inline_report.failures == report.failures
     pd.testing.assert_frame_equal(inline.index, store.index)
     np.testing.assert_array_equal(inline.signals(np.arange(len(inline))), store.signals(np.arange(len(store))))
+
+
+@pytest.mark.parametrize("fs", [300.0, 250.0, 360.0, 1000.0, 257.0])
+def test_cached_anti_alias_filter_resamples_exactly_like_scipy(fs):
+    signal = np.random.default_rng(0).normal(size=(2, 3000)).astype(np.float32)
+    ratio = Fraction(500.0 / fs).limit_denominator(1000)
+    expected = resample_poly(signal, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
+    np.testing.assert_array_equal(resample(signal, fs, 500.0), expected)
+    np.testing.assert_array_equal(resample(signal, fs, 500.0), expected)  # the cached taps are not modified
+
+
+def test_a_multithreaded_caller_gets_a_forkserver_pool(processed_demo, demo_root, tmp_path, monkeypatch):
+    """Dagster runs steps in threaded processes, where forking is unsafe: the pool uses a fork server."""
+    mapping, store, _, _ = processed_demo
+    monkeypatch.setattr(preprocessing_module.threading, "active_count", lambda: 2)
+    assert preprocessing_module._pool_context().get_start_method() == "forkserver"
+    folder = demo_root / "demo_cinc2021"
+    served, report = process_records(
+        folder, detect_layout(folder), mapping.included.head(70), tmp_path / "served", PreprocessConfig(), workers=2
+    )
+    assert report.workers == 2 and len(served) == 70
+    np.testing.assert_array_equal(served.signals(np.arange(70)), store.signals(np.arange(70)))
