@@ -144,7 +144,7 @@ class ProcessingReport:
 
 def mask_string(mask: np.ndarray) -> str:
     """A lead mask as 12 characters of 0/1 in `LEAD_ORDER`."""
-    return "".join("1" if present else "0" for present in mask)
+    return (np.asarray(mask, dtype=np.uint8) + ord("0")).tobytes().decode()
 
 
 def failure_reason(error: Exception) -> str:
@@ -174,14 +174,14 @@ class RecordFiles:
                             listing.setdefault(entry.name.split(".", 1)[0], []).append(entry.name)
             except OSError:
                 pass
-            self._listings[folder] = {stem: sorted(names) for stem, names in listing.items()}
+            self._listings[folder] = listing
         return self._listings[folder]
 
     def of(self, source_file: str) -> list[str]:
         """Paths relative to the dataset folder (POSIX separators), sorted."""
         folder, _, name = source_file.rpartition("/")
         prefix = f"{folder}/" if folder else ""
-        return [prefix + other for other in self._listing(folder).get(name.split(".", 1)[0], [name])]
+        return [prefix + other for other in sorted(self._listing(folder).get(name.split(".", 1)[0], [name]))]
 
 
 def files_signature(dataset_dir: Path, files: Sequence[str]) -> str:

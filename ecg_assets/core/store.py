@@ -89,11 +89,13 @@ class _ShardWriter:
             self.handle.write(data.tobytes())
             return
         line_bytes = lines.shape[-1] * self.dtype.itemsize
-        for line, nonzero in zip(lines, written):
-            if nonzero:
-                self.handle.write(line.tobytes())
+        # One write per run of data lines, one seek per run of zero lines.
+        boundaries = np.flatnonzero(np.diff(written.astype(np.int8))) + 1
+        for start, stop in zip(np.r_[0, boundaries], np.r_[boundaries, len(lines)]):
+            if written[start]:
+                self.handle.write(lines[start:stop].tobytes())
             else:
-                self.handle.seek(line_bytes, os.SEEK_CUR)
+                self.handle.seek(int(stop - start) * line_bytes, os.SEEK_CUR)
 
     def close(self) -> None:
         header = _npy_header((self.count, *self.row_shape), self.dtype)
