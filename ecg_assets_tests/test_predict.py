@@ -78,3 +78,13 @@ def test_tampered_or_incompatible_checkpoints_are_refused(trained, tmp_path, cap
     save_checkpoint(tmp_path / "old.pth", payload)
     with pytest.raises(CheckpointError, match="lacks preprocess"):
         load_model(tmp_path / "old.pth", torch.device("cpu"))
+
+
+def test_training_resumes_across_an_unchanged_reprocessing(trained):
+    folder, store, checkpoint, tmp = trained
+    again, report = _process(folder, tmp / "processed")
+    assert report.reused == len(store) and again.generation != store.generation
+    everything = list(range(len(again)))
+    config = TrainingConfig(epochs=1, batch_size=8, base_channels=8, inference_stride_s=4.0)
+    result = train_model(again, {"train": everything, "val": everything}, config, CPU, tmp / "models", tmp / "log.json")
+    assert result.already_complete  # same content: the finished run is recognised, not repeated

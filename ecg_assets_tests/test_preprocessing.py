@@ -203,3 +203,15 @@ def test_a_multithreaded_caller_gets_a_forkserver_pool(processed_demo, demo_root
     )
     assert report.workers == 2 and len(served) == 70
     np.testing.assert_array_equal(served.signals(np.arange(70)), store.signals(np.arange(70)))
+
+
+def test_content_fingerprint_survives_an_unchanged_rerun_only(demo_root, tmp_path):
+    folder = _small_cinc2017(demo_root, tmp_path / "d", n=4)
+    first, _ = _process(folder, tmp_path / "out")
+    again, _ = _process(folder, tmp_path / "out")
+    assert again.generation != first.generation
+    assert again.metadata["content_fingerprint"] == first.metadata["content_fingerprint"]
+    source = first.index["source_file"][0]
+    (folder / source).write_bytes((folder / first.index["source_file"][1]).read_bytes())
+    changed, _ = _process(folder, tmp_path / "out")
+    assert changed.metadata["content_fingerprint"] != first.metadata["content_fingerprint"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import io
+import json
 import logging
 import math
 import multiprocessing
@@ -404,7 +405,9 @@ def process_records(
                 logger.info(
                     "stored %d/%d records (%d reused, %d failed)", done, len(rows), report.reused, report.failed
                 )
-        store = writer.commit(metadata={"preprocess": config.model_dump(), "processing_version": version})
+        metadata = {"preprocess": config.model_dump(), "processing_version": version}
+        metadata["content_fingerprint"] = content_fingerprint(writer.rows, metadata)
+        store = writer.commit(metadata=metadata)
     write_failures(store_dir / FAILURES_FILE, report.failures)
     write_label_exports(store_dir, store)
     report.seconds = time.perf_counter() - started
@@ -475,6 +478,18 @@ def _store_outcome(
     report.processed += 1
     report.original_fs.append(float(index_row["original_fs"]))
     report.original_seconds.append(float(index_row["original_samples"]) / float(index_row["original_fs"]))
+
+
+def content_fingerprint(rows: list[dict[str, Any]], metadata: dict[str, Any]) -> str:
+    """Identity of a generation's content: records, labels, file hashes, settings and code.
+
+    Unlike the generation name it survives a re-materialization that changed nothing, so a
+    training run can resume across one.
+    """
+    digest = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode())
+    for row in rows:
+        digest.update(f"{row['record_id']}\0{row['label_index']}\0{row['content_hash']}\n".encode())
+    return digest.hexdigest()[:32]
 
 
 def write_failures(path: Path, failures: list[tuple[str, str]]) -> None:

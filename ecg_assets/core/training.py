@@ -122,9 +122,14 @@ class TrainingResult:
 
 
 def training_fingerprint(config: TrainingConfig, store: RecordStore, splits: dict[str, list[int]]) -> str:
-    """Hash of what determines the result: semantic config, store generation and the split."""
+    """Hash of what determines the result: semantic config, the store's content and the split.
+
+    The store's content fingerprint (or, for stores without one, its generation) stays the same
+    when `processed_records` is re-materialized without changes, so resuming still works.
+    """
     semantic = config.model_dump(exclude=_NON_SEMANTIC_FIELDS)
-    payload = json.dumps({"config": semantic, "store": store.generation, "splits": splits}, sort_keys=True)
+    content = store.metadata.get("content_fingerprint") or store.generation
+    payload = json.dumps({"config": semantic, "store": content, "splits": splits}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
