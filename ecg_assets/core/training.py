@@ -193,14 +193,19 @@ def inference_batches(
 ) -> WindowBatches:
     """Batches for validation, testing and prediction, as the checkpoint's training config says."""
     config = config if isinstance(config, TrainingConfig) else TrainingConfig.model_validate(config)
-    fs = float(store.metadata.get("preprocess", {}).get("target_fs", DEFAULT_FS))
+    fs = store_rate(store)
     stride = round(config.inference_stride_s * fs)
     return WindowBatches(store, indices, labels, batch_size, stride, window_length(config, store))
 
 
+def store_rate(store: RecordStore) -> float:
+    """The sampling rate of a store's tensors (from its preprocessing settings)."""
+    return float(store.metadata.get("preprocess", {}).get("target_fs", DEFAULT_FS))
+
+
 def window_length(config: TrainingConfig, store: RecordStore) -> int:
     """Samples per training/inference row: `crop_s` at the store's rate, or its canonical length."""
-    fs = float(store.metadata.get("preprocess", {}).get("target_fs", DEFAULT_FS))
+    fs = store_rate(store)
     return round(config.crop_s * fs) if config.crop_s else store.row_shape[-1]
 
 
@@ -223,7 +228,7 @@ class _Trainer:
         self.train_counts = np.bincount(self.labels[train_idx], minlength=len(LABELS))
         self.class_mask = torch.as_tensor(self.train_counts > 0, device=settings.device)
         self.fingerprint = training_fingerprint(config, store, splits)
-        self.preprocess = store.manifest.get("metadata", {}).get("preprocess", {})
+        self.preprocess = store.metadata.get("preprocess", {})
 
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -233,7 +238,7 @@ class _Trainer:
             self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
         weights = class_weights(self.labels[train_idx], len(LABELS))
-        fs = float(self.preprocess.get("target_fs", DEFAULT_FS))
+        fs = store_rate(store)
         self.train_batches = StoreBatches(
             store,
             train_idx,
