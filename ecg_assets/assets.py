@@ -33,8 +33,7 @@ from ecg_assets.core import (
 from ecg_assets.core.datasets import detect_layout
 from ecg_assets.core.demo import MARKER_FILE
 from ecg_assets.core.label_mapping import build_label_mapping, read_label_mapping, write_label_mapping
-from ecg_assets.core.preprocessing import process_records
-from ecg_assets.core.signal import PreprocessConfig
+from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
 from ecg_assets.core.splits import SPLIT_NAMES, SplitConfig, assign_splits, read_splits, strat_folds_for, write_splits
 from ecg_assets.core.store import RecordStore
 from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig, train_model
@@ -89,7 +88,7 @@ def _dataset_note(paths: EcgPathsResource, dataset: str) -> str:
     return str(folder)
 
 
-class ProcessedRecordsConfig(dg.Config, PreprocessConfig):
+class ProcessedRecordsConfig(dg.Config, RecordProcessingConfig):
     """Preprocessing settings, plus a smoke-test switch."""
 
     smoke_test: bool = Field(False, description=f"Process only the first {SMOKE_TEST_RECORDS} labelled records.")
@@ -171,7 +170,9 @@ def processed_records(
     if config.smoke_test:
         records = records.head(SMOKE_TEST_RECORDS)
         context.log.info(f"smoke test: processing only the first {len(records)} records")
-    preprocess_config = PreprocessConfig.model_validate(config.model_dump(include=set(PreprocessConfig.model_fields)))
+    preprocess_config = RecordProcessingConfig.model_validate(
+        config.model_dump(include=set(RecordProcessingConfig.model_fields))
+    )
     with forward_core_logs(context, paths.pipeline_log):
         record_store, report = process_records(
             dataset_dir, detect_layout(dataset_dir), records, layout.processed, preprocess_config
@@ -183,6 +184,10 @@ def processed_records(
             "dataset": _dataset_note(paths, dataset),
             "discovered": report.discovered,
             "processed": report.processed,
+            "reprocessed": report.reprocessed,
+            "reused_unchanged": report.reused,
+            "reuse": report.full_reprocess_reason or "records with unchanged files copied from the previous generation",
+            "workers": report.workers,
             "failed": report.failed,
             "failure_reasons": reasons_table(report.failures),
             "warnings": counts_table(dict(report.warnings), "warning"),
@@ -196,6 +201,8 @@ def processed_records(
                 record_store, layout.figures / "recording_distributions.png"
             ),
             "store_bytes": record_store.nbytes(),
+            "store_disk_bytes": record_store.disk_bytes(),
+            "records_with_long_window": int((record_store.window_samples > 0).sum()),
             "store_generation": record_store.generation,
             "smoke_test": config.smoke_test,
             "seconds": round(report.seconds, 2),
@@ -273,6 +280,7 @@ def trained_model(
             "device": str(device.device),
             "mixed_precision": str(device.amp_dtype) if device.amp_dtype else "off",
             "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early,
             "best_epoch": result.best_epoch,
             "best_val_macro_f1": result.best_val_macro_f1,
             "resumed_from_epoch": result.resumed_from_epoch if result.resumed_from_epoch is not None else "no",

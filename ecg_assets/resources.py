@@ -56,6 +56,12 @@ class TorchDeviceResource(dg.ConfigurableResource):
 
     device: Literal["auto", "cuda", "cpu"] = Field("auto", description="auto | cuda | cpu")
     mixed_precision: bool = Field(True, description="Autocast on CUDA: bf16 where supported, else fp16 + GradScaler.")
+    compile: Optional[bool] = Field(
+        None, description="Wrap the model in torch.compile (default: on for CUDA, off on the CPU where it rarely pays)."
+    )
+    prefetch_batches: Optional[int] = Field(
+        None, ge=0, description="Batches assembled ahead in a background thread (default: 2 on CUDA, 0 on the CPU)."
+    )
 
     def device_settings(self) -> DeviceSettings:
         """Resolve the configured device into what the training loop needs."""
@@ -68,4 +74,12 @@ class TorchDeviceResource(dg.ConfigurableResource):
         amp_dtype = None
         if device.type == "cuda" and self.mixed_precision:
             amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return DeviceSettings(device=device, amp_dtype=amp_dtype, non_blocking=device.type == "cuda")
+        cuda_device = device.type == "cuda"
+        return DeviceSettings(
+            device=device,
+            amp_dtype=amp_dtype,
+            non_blocking=cuda_device,
+            pin_memory=cuda_device,
+            prefetch_batches=self.prefetch_batches if self.prefetch_batches is not None else (2 if cuda_device else 0),
+            compile=self.compile if self.compile is not None else cuda_device,
+        )

@@ -60,3 +60,56 @@ def test_empty_store(tmp_path):
 def test_missing_store_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no processed-record store"):
         RecordStore(tmp_path)
+
+
+def _supports_sparse_files(folder) -> bool:
+    probe = folder / "probe"
+    with probe.open("wb") as handle:
+        handle.seek(1 << 20)
+        handle.write(b"\0")
+    sparse = probe.stat().st_blocks * 512 < (1 << 20)
+    probe.unlink()
+    return sparse
+
+
+def test_windows_round_trip_and_crops(tmp_path):
+    long_window = np.arange(2 * 120, dtype=np.float32).reshape(2, 120) / 100
+    mask = "110000000000"
+    with RecordStoreWriter(tmp_path, (12, 50)) as writer:
+        writer.append(np.ones((12, 50), np.float32), {"record_id": "short", "lead_mask": mask})
+        writer.append(np.ones((12, 50), np.float32), {"record_id": "long", "lead_mask": mask}, long_window)
+        store = writer.commit()
+    assert store.window(0) is None and store.window_samples.tolist() == [0, 120]
+    full = store.window(1)
+    assert full.shape == (12, 120) and not full[2:].any()
+    np.testing.assert_allclose(full[:2], long_window, atol=1e-2)
+    crops = store.window_crops([1, 1], [0, 100], 50)
+    np.testing.assert_allclose(crops[0, :2], long_window[:, :50], atol=1e-2)
+    np.testing.assert_allclose(crops[1, :2, :20], long_window[:, 100:], atol=1e-2)
+    assert not crops[1, :, 20:].any()  # past the end of the window: zeros
+    with pytest.raises(ValueError, match="has no window"):
+        store.window_crops([0], [0], 50)
+
+
+def test_absent_leads_are_not_written(tmp_path):
+    signal = np.zeros((12, 4096), np.float32)
+    signal[0] = 1.0
+    with RecordStoreWriter(tmp_path, (12, 4096)) as writer:
+        for index in range(8):
+            writer.append(signal, {"record_id": f"r{index}"})
+        store = writer.commit()
+    np.testing.assert_array_equal(store.signals(np.arange(8)), np.broadcast_to(signal, (8, 12, 4096)))
+    assert store.disk_bytes() <= store.nbytes()
+    if _supports_sparse_files(tmp_path):
+        assert store.disk_bytes() < store.nbytes() / 4  # one lead of twelve on disk
+
+
+def test_gather_reads_only_present_leads_but_returns_all(tmp_path):
+    first, second = np.zeros((12, 50), np.float32), np.zeros((12, 50), np.float32)
+    first[0], second[1] = 1.0, 2.0
+    with RecordStoreWriter(tmp_path, (12, 50)) as writer:
+        writer.append(first, {"record_id": "a", "lead_mask": "100000000000"})
+        writer.append(second, {"record_id": "b", "lead_mask": "010000000000"})
+        store = writer.commit()
+    np.testing.assert_array_equal(store.signals([1, 0, 1]), np.stack([second, first, second]))
+    assert store.lead_masks.tolist()[0][:2] == [True, False]

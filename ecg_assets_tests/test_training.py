@@ -109,3 +109,27 @@ def test_class_weights_and_schedule():
     multiplier = cosine_with_warmup(total_steps=100, warmup_steps=10)
     assert multiplier(0) == pytest.approx(0.1) and multiplier(9) == pytest.approx(1.0)
     assert multiplier(55) == pytest.approx(0.5) and multiplier(100) == pytest.approx(0.0)
+
+
+def test_early_stopping_on_validation_macro_f1(toy_store, monkeypatch, caplog):
+    store, splits, tmp = toy_store
+    scores = iter([0.5, 0.6, 0.55, 0.58, 0.9, 0.9])
+    monkeypatch.setattr(training_module._Trainer, "validate", lambda self: (1.0, next(scores)))
+    config = TrainingConfig(**{**FAST, "epochs": 6, "early_stopping_patience": 2})
+    with caplog.at_level("INFO", logger="ecg_assets"):
+        result = train_model(store, splits, config, CPU, tmp / "models", tmp / "log.json")
+    assert result.stopped_early and result.epochs_run == 4 and result.best_epoch == 2
+    assert "early stopping" in caplog.text
+    assert load_checkpoint(result.best_checkpoint)["epoch"] == 2
+
+
+def test_batch_progress_and_prefetch_give_the_same_run(toy_store, caplog):
+    store, splits, tmp = toy_store
+    with caplog.at_level("INFO", logger="ecg_assets"):
+        plain = train_model(store, splits, TrainingConfig(**FAST), CPU, tmp / "a", tmp / "a.json")
+    assert "epoch 1 batch 1/6 loss" in caplog.text and "samples/s" in caplog.text
+    prefetching = DeviceSettings(device=torch.device("cpu"), prefetch_batches=2)
+    threaded = train_model(store, splits, TrainingConfig(**FAST), prefetching, tmp / "b", tmp / "b.json")
+    expected = load_checkpoint(plain.latest_checkpoint)["model_state"]
+    got = load_checkpoint(threaded.latest_checkpoint)["model_state"]
+    assert all(torch.equal(expected[key], got[key]) for key in expected)

@@ -10,14 +10,13 @@ import numpy as np
 import torch
 
 from ecg_assets.core.checkpoints import file_sha256, load_checkpoint
-from ecg_assets.core.data import StoreBatches
 from ecg_assets.core.labels import LABELS
 from ecg_assets.core.metrics import classification_metrics, macro_f1
 from ecg_assets.core.model import build_model
 from ecg_assets.core.plots import plot_confusion_matrix, plot_f1_scores, plot_training_history
 from ecg_assets.core.storage import atomic_write_json
 from ecg_assets.core.store import RecordStore
-from ecg_assets.core.training import DeviceSettings, predict_probabilities
+from ecg_assets.core.training import DeviceSettings, inference_batches, predict_probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ def evaluate_checkpoint(
     model.load_state_dict(checkpoint["model_state"])
     class_mask = torch.as_tensor(checkpoint["class_mask"], device=settings.device)
     labels = store.index["label_index"].to_numpy(dtype=np.int64)
-    batches = StoreBatches(store, splits["test"], labels, batch_size)
+    batches = inference_batches(store, splits["test"], labels, batch_size, checkpoint["training_config"])
     probabilities, y_true, test_loss = predict_probabilities(model, batches, settings, class_mask)
     y_pred = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, np.int64)
     trained_classes = np.flatnonzero(checkpoint["class_mask"]).tolist()

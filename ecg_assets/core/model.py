@@ -27,6 +27,7 @@ class ModelConfig(BaseModel):
     blocks_per_stage: tuple[int, ...] = (2, 2, 2, 2)
     kernel_size: int = Field(5, ge=3, description="Odd kernel size of the residual convolutions.")
     stem_kernel_size: int = 15
+    stem_stride: int = Field(2, ge=1, description="Stride of the stem convolution (the max-pool halves again).")
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
 
 
@@ -68,7 +69,14 @@ class ECGResNet1D(nn.Module):
         self.config = config
         width = config.base_channels
         self.stem = nn.Sequential(
-            nn.Conv1d(config.in_leads, width, config.stem_kernel_size, 2, config.stem_kernel_size // 2, bias=False),
+            nn.Conv1d(
+                config.in_leads,
+                width,
+                config.stem_kernel_size,
+                config.stem_stride,
+                config.stem_kernel_size // 2,
+                bias=False,
+            ),
             nn.BatchNorm1d(width),
             nn.GELU(),
             nn.MaxPool1d(kernel_size=3, stride=2, padding=1),

@@ -23,12 +23,17 @@ class FailedShareConfig(BaseModel):
 
 
 def non_finite_records(store: RecordStore, chunk_size: int = 256) -> list[int]:
-    """Store positions of records holding a NaN or an infinity (read in chunks; memory stays flat)."""
+    """Store positions of records holding a NaN or an infinity anywhere in what is stored: every
+    lead of the canonical tensor (absent ones included) and the longer window (read in chunks;
+    memory stays flat)."""
     bad: list[int] = []
     for start in range(0, len(store), chunk_size):
-        positions = np.arange(start, min(start + chunk_size, len(store)))
-        finite = np.isfinite(store.signals(positions)).reshape(len(positions), -1).all(axis=1)
-        bad += positions[~finite].tolist()
+        stop = min(start + chunk_size, len(store))
+        finite = np.isfinite(store.stored_rows(start, stop)).reshape(stop - start, -1).all(axis=1)
+        for offset in range(stop - start):
+            window = store.window_values(start + offset)
+            if not finite[offset] or (window is not None and not np.isfinite(window).all()):
+                bad.append(start + offset)
     return bad
 
 

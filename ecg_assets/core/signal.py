@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 from pydantic import BaseModel, Field
-from scipy.signal import resample_poly
+from scipy.signal import firwin, resample_poly
 
 LEAD_ORDER: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 N_LEADS = len(LEAD_ORDER)
@@ -99,7 +100,17 @@ def resample(signal: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
     ratio = Fraction(target_fs / fs).limit_denominator(1000)
     if ratio == 1:
         return signal.astype(np.float32, copy=False)
-    return resample_poly(signal, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
+    signal = signal.astype(np.float32, copy=False)
+    taps = _antialias_taps(ratio.numerator, ratio.denominator)  # what resample_poly designs by default, cached
+    return resample_poly(signal, ratio.numerator, ratio.denominator, axis=-1, window=taps).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _antialias_taps(up: int, down: int) -> np.ndarray:
+    max_rate = max(up, down)
+    taps = firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0)).astype(np.float32)
+    taps.flags.writeable = False
+    return taps
 
 
 def zscore(signal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +163,10 @@ def preprocess(signal: np.ndarray, fs: float, lead_names: list[str], config: Pre
         warnings.append(f"native rate {fs:g} Hz is {ratio:.1f}x away from {config.target_fs:g} Hz")
     # Flatness is judged on the native samples: resampling filters ring at a constant's edges.
     flat_mask = (canonical.std(axis=-1, dtype=np.float64) < FLAT_STD) & lead_mask
-    normalised, _ = zscore(resample(canonical, fs, config.target_fs))
+    # Only present leads are resampled and z-scored (absent ones stay zero): 12x less work for one lead.
+    present, _ = zscore(resample(canonical[lead_mask], fs, config.target_fs))
+    normalised = np.zeros((N_LEADS, present.shape[-1]), dtype=np.float32)
+    normalised[lead_mask] = present
     normalised[flat_mask] = 0.0
     if flat_mask.any():
         warnings.append("flat lead(s): " + ", ".join(np.asarray(LEAD_ORDER)[flat_mask]))

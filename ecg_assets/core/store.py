@@ -5,6 +5,8 @@ Layout of a store folder::
     manifest.json             commit point: generation, shards, index file, shape, dtype
     index-<generation>.csv    one row per record (id, label, masks, provenance, shard, offset)
     signals-<generation>-00000.npy   float16 [n, 12, 5000], streamed to disk row by row
+    windows-<generation>.npy  optional float16 1-D: a longer window of each long record, present
+                              leads only, concatenated (`window_offset`/`window_samples` in the index)
 
 Writers stream rows straight to the shard file (memory stays flat however large the
 dataset), then publish a new generation by atomically replacing `manifest.json`. Readers
@@ -30,6 +32,19 @@ SIGNAL_DTYPE = np.dtype("<f2")
 DEFAULT_SHARD_SIZE = 1024
 FORMAT_VERSION = 1
 EMPTY_INDEX_COLUMNS = ("record_id", "label", "label_index", "shard", "offset")
+# Index columns read back as text whatever they look like (a hash of digits must not become a number).
+TEXT_COLUMNS = (
+    "record_id",
+    "label",
+    "native_labels",
+    "patient_id",
+    "source_file",
+    "lead_mask",
+    "flat_mask",
+    "content_hash",
+    "file_signature",
+    "warnings",
+)
 
 
 def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
@@ -38,8 +53,16 @@ def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
     return buffer.getvalue()
 
 
+# Header reserved for a flat array of unknown final length (numpy pads headers to 64 bytes).
+_FLAT_CAPACITY = 10**15
+NO_WINDOW = -1
+
+
 class _ShardWriter:
-    """Appends rows to a `.npy` file; the header is rewritten with the final row count on close."""
+    """Appends rows to a `.npy` file; the header is rewritten with the final row count on close.
+
+    With `row_shape == ()` the file is a flat 1-D array and `append` takes any number of values.
+    """
 
     def __init__(self, path: Path, row_shape: tuple[int, ...], dtype: np.dtype, capacity: int):
         self.path, self.row_shape, self.dtype = path, row_shape, dtype
@@ -49,14 +72,36 @@ class _ShardWriter:
         self.handle.write(_npy_header((capacity, *row_shape), dtype))
         self.count = 0
 
-    def append(self, row: np.ndarray) -> None:
-        self.handle.write(np.ascontiguousarray(row, dtype=self.dtype).tobytes())
-        self.count += 1
+    def append(self, rows: np.ndarray) -> None:
+        """Append `rows` shaped `[k, *row_shape]` (or any 1-D array for a flat file).
+
+        All-zero lines (absent leads) are skipped with a seek instead of written, so the file is
+        sparse on file systems that support it: a single-lead record costs one lead on disk.
+        """
+        data = np.ascontiguousarray(rows, dtype=self.dtype)
+        self.count += data.size if not self.row_shape else data.shape[0]
+        if data.ndim < 2:
+            self.handle.write(data.tobytes())
+            return
+        lines = data.reshape(-1, data.shape[-1])
+        written = lines.view(np.dtype(f"u{self.dtype.itemsize}")).any(axis=-1)
+        if written.all():
+            self.handle.write(data.tobytes())
+            return
+        line_bytes = lines.shape[-1] * self.dtype.itemsize
+        # One write per run of data lines, one seek per run of zero lines.
+        boundaries = np.flatnonzero(np.diff(written.astype(np.int8))) + 1
+        for start, stop in zip(np.r_[0, boundaries], np.r_[boundaries, len(lines)]):
+            if written[start]:
+                self.handle.write(lines[start:stop].tobytes())
+            else:
+                self.handle.seek(int(stop - start) * line_bytes, os.SEEK_CUR)
 
     def close(self) -> None:
         header = _npy_header((self.count, *self.row_shape), self.dtype)
         if len(header) != self.header_size:  # numpy pads headers so the row count can change in place
             raise RuntimeError("npy header size changed; cannot finalise shard in place")
+        self.handle.truncate(self.header_size + self.count * int(np.prod(self.row_shape)) * self.dtype.itemsize)
         self.handle.seek(0)
         self.handle.write(header)
         self.handle.flush()
@@ -84,6 +129,7 @@ class RecordStoreWriter:
         self.rows: list[dict[str, Any]] = []
         self._shard: _ShardWriter | None = None
         self._shards: list[dict[str, Any]] = []
+        self._windows: _ShardWriter | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
     def __enter__(self) -> "RecordStoreWriter":
@@ -93,15 +139,28 @@ class RecordStoreWriter:
         if exc_type is not None:
             self.discard()
 
-    def append(self, signal: np.ndarray, row: dict[str, Any]) -> None:
-        """Add one record (`signal` shaped `row_shape`) with its index row."""
+    def append(self, signal: np.ndarray, row: dict[str, Any], window: np.ndarray | None = None) -> None:
+        """Add one record (`signal` shaped `row_shape`) with its index row.
+
+        `window` (optional, `[present leads, samples]`) is a longer view of the same record,
+        kept for training crops and multi-window inference; its leads are the `True` entries of
+        the row's lead mask, in lead order.
+        """
         if signal.shape != self.row_shape:
             raise ValueError(f"signal shape {signal.shape} != store row shape {self.row_shape}")
         if self._shard is None:
             name = f"signals-{self.generation}-{len(self._shards):05d}.npy"
             self._shard = _ShardWriter(self.directory / name, self.row_shape, SIGNAL_DTYPE, self.shard_size)
-        self.rows.append({**row, "shard": len(self._shards), "offset": self._shard.count})
-        self._shard.append(signal)
+        placement = {"shard": len(self._shards), "offset": self._shard.count}
+        placement.update(window_offset=NO_WINDOW, window_samples=0)
+        if window is not None and window.size:
+            if self._windows is None:
+                path = self.directory / f"windows-{self.generation}.npy"
+                self._windows = _ShardWriter(path, (), SIGNAL_DTYPE, _FLAT_CAPACITY)
+            placement.update(window_offset=self._windows.count, window_samples=int(window.shape[-1]))
+            self._windows.append(window.reshape(-1))
+        self.rows.append({**row, **placement})
+        self._shard.append(signal[None])
         if self._shard.count == self.shard_size:
             self._close_shard()
 
@@ -115,6 +174,10 @@ class RecordStoreWriter:
         """Finish the last shard, write the index, then atomically switch the manifest."""
         if self._shard is not None:
             self._close_shard()
+        windows_file = None
+        if self._windows is not None:
+            self._windows.close()
+            windows_file = self._windows.path.name
         index_name = f"index-{self.generation}.csv"
         index = pd.DataFrame(self.rows) if self.rows else pd.DataFrame(columns=list(EMPTY_INDEX_COLUMNS))
         atomic_write_text(self.directory / index_name, index.to_csv(index=False))
@@ -126,6 +189,7 @@ class RecordStoreWriter:
             "dtype": SIGNAL_DTYPE.str,
             "index_file": index_name,
             "shards": self._shards,
+            "windows_file": windows_file,
             "metadata": metadata or {},
         }
         atomic_write_json(self.directory / MANIFEST, manifest)
@@ -137,16 +201,26 @@ class RecordStoreWriter:
         if self._shard is not None:
             self._shard.discard()
             self._shard = None
+        if self._windows is not None:
+            self._windows.discard()
+            self._windows = None
         for shard in self._shards:
             (self.directory / shard["file"]).unlink(missing_ok=True)
         self._shards = []
 
     def _remove_other_generations(self) -> None:
         for path in self.directory.iterdir():
-            is_store_file = path.name.startswith(("signals-", "index-"))
+            is_store_file = path.name.startswith(("signals-", "index-", "windows-"))
             if is_store_file and self.generation not in path.name:
                 path.unlink(missing_ok=True)
         fsync_directory(self.directory)
+
+
+def allocated_bytes(path: Path) -> int:
+    """Bytes a file occupies on disk (its size where the platform does not report blocks)."""
+    stat = path.stat()
+    blocks = getattr(stat, "st_blocks", None)
+    return stat.st_size if blocks is None else blocks * 512
 
 
 @dataclass
@@ -162,12 +236,28 @@ class RecordStore:
         self.manifest: dict[str, Any] = read_json(manifest_path)
         self.index = pd.read_csv(
             self.directory / self.manifest["index_file"],
-            dtype={"record_id": str, "patient_id": str, "native_labels": str, "lead_mask": str, "flat_mask": str},
+            dtype={column: str for column in TEXT_COLUMNS},
             keep_default_na=False,
         )
         self._shards = [np.load(self.directory / shard["file"], mmap_mode="r") for shard in self.manifest["shards"]]
-        self._shard_of = self.index["shard"].to_numpy(dtype=np.int64) if len(self.index) else np.zeros(0, np.int64)
-        self._offset_of = self.index["offset"].to_numpy(dtype=np.int64) if len(self.index) else np.zeros(0, np.int64)
+        windows_file = self.manifest.get("windows_file")
+        self._windows = np.load(self.directory / windows_file, mmap_mode="r") if windows_file else None
+        self._shard_of = self._int_column("shard")
+        self._offset_of = self._int_column("offset")
+        self.window_offsets = self._int_column("window_offset", NO_WINDOW)
+        self.window_samples = self._int_column("window_samples", 0)
+        n_leads = self.row_shape[0]
+        if "lead_mask" in self.index and len(self.index):
+            codes = np.frombuffer("".join(self.index["lead_mask"]).encode(), np.uint8)
+            self.lead_masks = codes.reshape(len(self.index), -1) == ord("1")
+        else:  # no masks recorded: every lead may hold data
+            self.lead_masks = np.ones((len(self.index), n_leads), dtype=bool)
+        self._present_leads = [np.flatnonzero(mask) for mask in self.lead_masks]
+
+    def _int_column(self, name: str, default: int = 0) -> np.ndarray:
+        if name not in self.index or not len(self.index):
+            return np.full(len(self.index), default, dtype=np.int64)
+        return self.index[name].to_numpy(dtype=np.int64)
 
     def __len__(self) -> int:
         return int(self.manifest["count"])
@@ -180,23 +270,83 @@ class RecordStore:
     def generation(self) -> str:
         return str(self.manifest["generation"])
 
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self.manifest.get("metadata") or {})
+
     def files(self) -> list[Path]:
-        """Every file of the committed generation (manifest, index, shards)."""
+        """Every file of the committed generation (manifest, index, shards, windows)."""
         names = [MANIFEST, self.manifest["index_file"], *(shard["file"] for shard in self.manifest["shards"])]
+        if self.manifest.get("windows_file"):
+            names.append(self.manifest["windows_file"])
         return [self.directory / name for name in names]
 
     def nbytes(self) -> int:
+        """Logical size of the committed generation's files."""
         return sum(path.stat().st_size for path in self.files())
 
+    def disk_bytes(self) -> int:
+        """Bytes the files occupy on disk (smaller than `nbytes` where absent leads left holes)."""
+        return sum(allocated_bytes(path) for path in self.files())
+
     def signals(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        """float32 `[len(indices), 12, L]` for the given record positions, gathered per shard."""
+        """float32 `[len(indices), 12, L]` for the given record positions, gathered per shard.
+
+        Only leads present in at least one of the records are read (the others are zeros in
+        the store): a batch of single-lead records reads and converts one lead of twelve.
+        """
         indices = np.asarray(indices, dtype=np.int64)
-        out = np.empty((len(indices), *self.row_shape), dtype=np.float32)
+        leads = np.flatnonzero(self.lead_masks[indices].any(axis=0))
+        every_lead = len(leads) == self.row_shape[0]
+        out = (np.empty if every_lead else np.zeros)((len(indices), *self.row_shape), dtype=np.float32)
         shards = self._shard_of[indices]
         for shard in np.unique(shards):
             selected = np.flatnonzero(shards == shard)
-            out[selected] = self._shards[shard][self._offset_of[indices[selected]]]
+            offsets = self._offset_of[indices[selected]]
+            if every_lead:
+                out[selected] = self._shards[shard][offsets]
+            else:
+                out[np.ix_(selected, leads)] = self._shards[shard][np.ix_(offsets, leads)]
         return out
 
     def signal(self, index: int) -> np.ndarray:
         return self.signals([index])[0]
+
+    def stored_signal(self, index: int) -> np.ndarray:
+        """One record exactly as stored (float16 memory-map view, no conversion)."""
+        return self._shards[self._shard_of[index]][self._offset_of[index]]
+
+    def stored_rows(self, start: int, stop: int) -> np.ndarray:
+        """Records `start:stop` exactly as stored, every lead included (float16 copy), for integrity scans."""
+        rows = [self.stored_signal(index) for index in range(start, stop)]
+        return np.stack(rows) if rows else np.zeros((0, *self.row_shape), dtype=SIGNAL_DTYPE)
+
+    def window(self, index: int) -> np.ndarray | None:
+        """The record's longer window as float32 `[12, samples]` (absent leads zero), or None."""
+        if self.window_values(index) is None:
+            return None
+        return self.window_crops([index], [0], int(self.window_samples[index]))[0]
+
+    def window_crops(
+        self, indices: Sequence[int] | np.ndarray, starts: Sequence[int] | np.ndarray, length: int
+    ) -> np.ndarray:
+        """float32 `[len(indices), 12, length]`: `length` samples from `starts` of each record's window.
+
+        Every record must have a window; samples past its end are zero.
+        """
+        out = np.zeros((len(indices), self.row_shape[0], length), dtype=np.float32)
+        for row, (index, start) in enumerate(zip(np.asarray(indices, np.int64), np.asarray(starts, np.int64))):
+            block = self.window_values(int(index))
+            if block is None:
+                raise ValueError(f"record {index} has no window")
+            stop = min(block.shape[-1], int(start) + length)
+            out[row, self._present_leads[index], : stop - start] = block[:, start:stop]
+        return out
+
+    def window_values(self, index: int) -> np.ndarray | None:
+        """The stored window as float16 `[present leads, samples]` (a memory-map view), or None."""
+        offset, samples = int(self.window_offsets[index]), int(self.window_samples[index])
+        if self._windows is None or offset == NO_WINDOW or samples == 0:
+            return None
+        leads = len(self._present_leads[index])
+        return self._windows[offset : offset + leads * samples].reshape(leads, samples)

@@ -9,7 +9,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 from ecg_assets.core.checkpoints import file_sha256, load_checkpoint, save_checkpoint
-from ecg_assets.core.data import StoreBatches, augment
+from ecg_assets.core.data import StoreBatches, WindowBatches, augment, prefetch
 from ecg_assets.core.labels import LABELS
 from ecg_assets.core.metrics import macro_f1
 from ecg_assets.core.model import ECGResNet1D, ModelConfig, count_parameters
@@ -32,6 +32,7 @@ LATEST_CHECKPOINT = "latest.pth"
 ABSENT_CLASS_LOGIT = -1e4
 # Settings that change how a run is reported, not what it learns: excluded from the fingerprint.
 _NON_SEMANTIC_FIELDS = {"log_every_batches", "resume"}
+DEFAULT_FS = 500.0
 
 
 class TrainingConfig(BaseModel):
@@ -44,10 +45,32 @@ class TrainingConfig(BaseModel):
     warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up before the cosine decay.")
     grad_accumulation_steps: int = Field(1, ge=1)
     seed: int = 42
-    base_channels: int = Field(32, ge=4, description="Width of the first ResNet stage (32 gives ~1.5M parameters).")
+    base_channels: int = Field(16, ge=4, description="Width of the first ResNet stage (16: 0.55M parameters).")
     balance: Literal["loss_weights", "sampler", "none"] = "loss_weights"
     noise_std: float = Field(0.05, ge=0, description="Gaussian noise added to training batches (z-score units).")
     scale_range: float = Field(0.1, ge=0, lt=1, description="Random amplitude scaling in [1-r, 1+r].")
+    random_crops: bool = Field(
+        True, description="Train on random 10-s crops of the longer windows the store kept for long records."
+    )
+    crop_s: float = Field(
+        0.0,
+        ge=0,
+        description="Seconds per training/inference window (0: the store's canonical length, 10 s). Longer "
+        "windows see more beats at a proportional cost; shorter records are zero-padded.",
+    )
+    max_shift_s: float = Field(
+        0.5, ge=0, description="Random time shift (zero-filled) of records without a longer window, seconds."
+    )
+    inference_stride_s: float = Field(
+        5.0,
+        ge=0,
+        description="Validation/test/prediction: score long records on windows this many seconds apart and "
+        "average the probabilities (0: the canonical first 10 s only).",
+    )
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    kernel_size: int = Field(7, ge=3, description="Odd kernel size of the residual convolutions.")
+    stem_stride: int = Field(4, ge=1, description="Stride of the first convolution (4: half the compute of 2).")
     early_stopping_patience: int = Field(
         0, ge=0, description="Stop after this many epochs without a better val macro F1 (0: off)."
     )
@@ -55,16 +78,30 @@ class TrainingConfig(BaseModel):
     resume: bool = Field(True, description="Continue from latest.pth when config and data are unchanged.")
 
     def architecture(self) -> ModelConfig:
-        return ModelConfig(num_classes=len(LABELS), base_channels=self.base_channels)
+        return ModelConfig(
+            num_classes=len(LABELS),
+            base_channels=self.base_channels,
+            dropout=self.dropout,
+            kernel_size=self.kernel_size,
+            stem_stride=self.stem_stride,
+        )
 
 
 @dataclass
 class DeviceSettings:
-    """Where and how to run: the device, its AMP dtype (None: full precision), and copy flags."""
+    """Where and how to run: the device, its AMP dtype (None: full precision), copy and loader flags.
+
+    `pin_memory` + `non_blocking` make host-to-GPU copies asynchronous; `prefetch_batches` > 0
+    assembles batches in a background thread while the device computes (useful on a GPU; on a
+    CPU the cores are better left to the model); `compile` wraps the model in `torch.compile`.
+    """
 
     device: torch.device
     amp_dtype: torch.dtype | None = None
     non_blocking: bool = False
+    pin_memory: bool = False
+    prefetch_batches: int = 0
+    compile: bool = False
 
 
 @dataclass
@@ -85,9 +122,14 @@ class TrainingResult:
 
 
 def training_fingerprint(config: TrainingConfig, store: RecordStore, splits: dict[str, list[int]]) -> str:
-    """Hash of what determines the result: semantic config, store generation and the split."""
+    """Hash of what determines the result: semantic config, the store's content and the split.
+
+    The store's content fingerprint (or, for stores without one, its generation) stays the same
+    when `processed_records` is re-materialized without changes, so resuming still works.
+    """
     semantic = config.model_dump(exclude=_NON_SEMANTIC_FIELDS)
-    payload = json.dumps({"config": semantic, "store": store.generation, "splits": splits}, sort_keys=True)
+    content = store.metadata.get("content_fingerprint") or store.generation
+    payload = json.dumps({"config": semantic, "store": content, "splits": splits}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -117,22 +159,54 @@ def masked_logits(logits: torch.Tensor, class_mask: torch.Tensor) -> torch.Tenso
 
 @torch.no_grad()
 def predict_probabilities(
-    model: nn.Module, batches: StoreBatches, settings: DeviceSettings, class_mask: torch.Tensor
+    model: nn.Module, batches: StoreBatches | WindowBatches, settings: DeviceSettings, class_mask: torch.Tensor
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Class probabilities, true labels and mean cross-entropy over `batches` (in order)."""
+    """Class probabilities, true labels and mean cross-entropy per record of `batches` (in order).
+
+    With `WindowBatches`, the probabilities of a record's windows are averaged.
+    """
     model.eval()
-    probabilities, labels, losses = [], [], []
-    for signals, targets in batches:
+    n_records = len(batches.indices)
+    probabilities = np.zeros((n_records, len(class_mask)), dtype=np.float64)
+    windows = np.zeros(n_records, dtype=np.int64)
+    labels = np.zeros(n_records, dtype=np.int64)
+    start = 0
+    for batch in batches:
+        signals, targets = batch[0], batch[1]
+        groups = batch[2] if len(batch) == 3 else np.arange(start, start + len(targets))
+        start += len(targets)
         signals = signals.to(settings.device, non_blocking=settings.non_blocking)
         with _autocast(settings):
             logits = masked_logits(model(signals).float(), class_mask)
-        losses.append(nn.functional.cross_entropy(logits.cpu(), targets, reduction="sum").item())
-        probabilities.append(torch.softmax(logits, dim=1).cpu().numpy())
-        labels.append(targets.numpy())
-    if not probabilities:
+        np.add.at(probabilities, groups, torch.softmax(logits, dim=1).cpu().numpy())
+        np.add.at(windows, groups, 1)
+        labels[groups] = targets.numpy()
+    if not n_records:
         return np.zeros((0, len(class_mask))), np.zeros(0, np.int64), 0.0
-    y_true = np.concatenate(labels)
-    return np.concatenate(probabilities), y_true, float(sum(losses) / max(len(y_true), 1))
+    probabilities /= np.maximum(windows, 1)[:, None]
+    loss = -np.log(np.clip(probabilities[np.arange(n_records), labels], 1e-12, None)).mean()
+    return probabilities, labels, float(loss)
+
+
+def inference_batches(
+    store: RecordStore, indices: Sequence[int], labels: np.ndarray, batch_size: int, config: dict | TrainingConfig
+) -> WindowBatches:
+    """Batches for validation, testing and prediction, as the checkpoint's training config says."""
+    config = config if isinstance(config, TrainingConfig) else TrainingConfig.model_validate(config)
+    fs = store_rate(store)
+    stride = round(config.inference_stride_s * fs)
+    return WindowBatches(store, indices, labels, batch_size, stride, window_length(config, store))
+
+
+def store_rate(store: RecordStore) -> float:
+    """The sampling rate of a store's tensors (from its preprocessing settings)."""
+    return float(store.metadata.get("preprocess", {}).get("target_fs", DEFAULT_FS))
+
+
+def window_length(config: TrainingConfig, store: RecordStore) -> int:
+    """Samples per training/inference row: `crop_s` at the store's rate, or its canonical length."""
+    fs = store_rate(store)
+    return round(config.crop_s * fs) if config.crop_s else store.row_shape[-1]
 
 
 def _autocast(settings: DeviceSettings):
@@ -154,15 +228,17 @@ class _Trainer:
         self.train_counts = np.bincount(self.labels[train_idx], minlength=len(LABELS))
         self.class_mask = torch.as_tensor(self.train_counts > 0, device=settings.device)
         self.fingerprint = training_fingerprint(config, store, splits)
-        self.preprocess = store.manifest.get("metadata", {}).get("preprocess", {})
+        self.preprocess = store.metadata.get("preprocess", {})
 
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.model = ECGResNet1D(config.architecture()).to(settings.device)
+        self.forward = torch.compile(self.model) if settings.compile else self.model
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
         weights = class_weights(self.labels[train_idx], len(LABELS))
+        fs = store_rate(store)
         self.train_batches = StoreBatches(
             store,
             train_idx,
@@ -171,10 +247,16 @@ class _Trainer:
             shuffle=True,
             weights=weights[self.labels[train_idx]] if config.balance == "sampler" else None,
             generator=self.generator,
+            random_crops=config.random_crops,
+            max_shift=round(config.max_shift_s * fs),
+            length=window_length(config, store),
         )
-        self.val_batches = StoreBatches(store, val_idx, self.labels, config.batch_size)
+        self.val_batches = inference_batches(store, val_idx, self.labels, config.batch_size, config)
         loss_weights = torch.as_tensor(weights, dtype=torch.float32) if config.balance == "loss_weights" else None
-        self.criterion = nn.CrossEntropyLoss(weight=None if loss_weights is None else loss_weights.to(settings.device))
+        self.criterion = nn.CrossEntropyLoss(
+            weight=None if loss_weights is None else loss_weights.to(settings.device),
+            label_smoothing=config.label_smoothing,
+        )
         steps_per_epoch = math.ceil(len(self.train_batches) / config.grad_accumulation_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -197,42 +279,69 @@ class _Trainer:
         self.scaler.load_state_dict(latest["scaler_state"])
         torch.set_rng_state(latest["rng_state"])
         self.generator.set_state(latest["generator_state"])
+        if self.settings.device.type == "cuda" and latest.get("cuda_rng_state") is not None:
+            torch.cuda.set_rng_state(latest["cuda_rng_state"], self.settings.device)
         self.history = list(latest["history"])
         self.best_f1, self.best_epoch = float(latest["best_val_macro_f1"]), int(latest["best_epoch"])
         self.finished, self.stopped_early = bool(latest["finished"]), bool(latest["stopped_early"])
 
-    def train_one_epoch(self) -> float:
-        """One pass over the training batches; returns the mean training loss."""
-        config, settings = self.config, self.settings
+    def _augmented_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Training batches, augmented (and pinned for an asynchronous GPU copy when configured).
+
+        Every random draw (order, crops, shifts, noise) comes from `self.generator`, in one thread,
+        so a run is reproducible and resumable even when batches are prefetched.
+        """
+        for signals, targets in self.train_batches:
+            signals = augment(signals, self.config.noise_std, self.config.scale_range, self.generator)
+            if self.settings.pin_memory:
+                signals, targets = signals.pin_memory(), targets.pin_memory()
+            yield signals, targets
+
+    def train_step(self, signals: torch.Tensor, targets: torch.Tensor, step: int, last: bool) -> float:
+        """Forward and backward on one batch; steps the optimizer every `grad_accumulation_steps`."""
+        settings = self.settings
+        signals = signals.to(settings.device, non_blocking=settings.non_blocking)
+        targets = targets.to(settings.device, non_blocking=settings.non_blocking)
+        with _autocast(settings):
+            loss = self.criterion(masked_logits(self.forward(signals).float(), self.class_mask), targets)
+        self.scaler.scale(loss / self.config.grad_accumulation_steps).backward()
+        if step % self.config.grad_accumulation_steps == 0 or last:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+        return loss.item()
+
+    def train_one_epoch(self, max_batches: int | None = None) -> float:
+        """One pass over the training batches (or the first `max_batches`); returns the mean training loss."""
+        config = self.config
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        running_loss, seen = 0.0, 0
-        for step, (signals, targets) in enumerate(self.train_batches, start=1):
+        running_loss, seen, started = 0.0, 0, time.perf_counter()
+        batches = prefetch(self._augmented_batches(), self.settings.prefetch_batches)
+        for step, (signals, targets) in enumerate(batches, start=1):
+            if max_batches is not None and step > max_batches:
+                break
             if len(targets) < 2:  # BatchNorm needs more than one sample
                 continue
-            signals = augment(signals, config.noise_std, config.scale_range, self.generator)
-            signals = signals.to(settings.device, non_blocking=settings.non_blocking)
-            targets = targets.to(settings.device, non_blocking=settings.non_blocking)
-            with _autocast(settings):
-                loss = self.criterion(masked_logits(self.model(signals).float(), self.class_mask), targets)
-            self.scaler.scale(loss / config.grad_accumulation_steps).backward()
-            if step % config.grad_accumulation_steps == 0 or step == len(self.train_batches):
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scheduler.step()
-            running_loss += loss.item() * len(targets)
+            loss = self.train_step(signals, targets, step, last=step == len(self.train_batches))
+            running_loss += loss * len(targets)
             seen += len(targets)
             if step % config.log_every_batches == 0:
                 logger.info(
-                    "epoch %d batch %d/%d loss %.4f", self.epoch + 1, step, len(self.train_batches), running_loss / seen
+                    "epoch %d batch %d/%d loss %.4f (%.1f samples/s)",
+                    self.epoch + 1,
+                    step,
+                    len(self.train_batches),
+                    running_loss / seen,
+                    seen / (time.perf_counter() - started),
                 )
         return running_loss / max(seen, 1)
 
     def validate(self) -> tuple[float, float]:
         """Validation loss and macro F1 over the classes present in training."""
         probabilities, y_val, val_loss = predict_probabilities(
-            self.model, self.val_batches, self.settings, self.class_mask
+            self.forward, self.val_batches, self.settings, self.class_mask
         )
         return val_loss, macro_f1(y_val, probabilities.argmax(axis=1), np.flatnonzero(self.train_counts))
 
@@ -271,6 +380,9 @@ class _Trainer:
                 scaler_state=self.scaler.state_dict(),
                 rng_state=torch.get_rng_state(),
                 generator_state=self.generator.get_state(),
+                cuda_rng_state=(
+                    torch.cuda.get_rng_state(self.settings.device) if self.settings.device.type == "cuda" else None
+                ),
             )
         return payload
 
