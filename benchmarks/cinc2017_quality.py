@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import tempfile
 import resource
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from benchmarks.benchmark_results import write_result
 from ecg_assets.core.datasets import detect_layout
 from ecg_assets.core.evaluation import evaluate_checkpoint
 from ecg_assets.core.label_mapping import build_label_mapping
+from ecg_assets.core.model import ECGResNet1D, count_parameters
 from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
 from ecg_assets.core.splits import SplitConfig, stratified_split
 from ecg_assets.core.training import DeviceSettings, TrainingConfig, train_model
 
 logger = logging.getLogger("benchmarks.cinc2017")
 
-# The configuration the README quotes: the `trained_model` defaults (ResNet of width 16 with a
-# stride-4 stem and kernel 7, random 10-s crops, multi-window inference) trained for 40 epochs.
-QUALITY_CONFIG = dict(epochs=40, batch_size=32, learning_rate=2e-3, log_every_batches=1000)
+# The configuration the README quotes for the CinC 2017 score: a compact ResNet (width 16, kernel 7,
+# 0.55M parameters) with the stride-4 stem, random 10-s crops and multi-window inference, 40 epochs.
+# It fits the 20 CPU-minute budget; the `trained_model` default (width 32, kernel 5, 1.58M
+# parameters) is measured separately: `python -m benchmarks.cinc2017_quality --default-model`.
+QUALITY_CONFIG = dict(
+    base_channels=16, kernel_size=7, stem_stride=4, epochs=40, batch_size=32, learning_rate=2e-3, log_every_batches=1000
+)
+# The default architecture, trained for as many epochs as fit the same CPU budget on this machine.
+DEFAULT_MODEL_CONFIG = dict(epochs=28, batch_size=32, learning_rate=2e-3, log_every_batches=1000)
 NAO = ("NORM", "AF", "OTHER")  # CinC 2017's N, A and O
 
 
@@ -43,7 +52,7 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_quality(data_dir: Path, work_dir: Path, overrides: dict | None = None) -> QualityResult:
+def run_quality(data_dir: Path, work_dir: Path, config: dict | None = None) -> QualityResult:
     """Process CinC 2017 (incrementally), split 80/10/10 with seed 42, train, and score the test split."""
     dataset = data_dir / "cinc2017"
     mapping = build_label_mapping(dataset, "cinc2017")
@@ -51,7 +60,7 @@ def run_quality(data_dir: Path, work_dir: Path, overrides: dict | None = None) -
         dataset, detect_layout(dataset), mapping.included, work_dir / "processed", RecordProcessingConfig()
     )
     splits = stratified_split(store.index["label"].tolist(), SplitConfig())
-    config = TrainingConfig(**{**QUALITY_CONFIG, **(overrides or {})})
+    config = TrainingConfig(**(config if config is not None else QUALITY_CONFIG))
     settings = DeviceSettings(device=torch.device("cpu"))
     wall, cpu = time.perf_counter(), _cpu_seconds()
     result = train_model(
@@ -79,13 +88,28 @@ def run_quality(data_dir: Path, work_dir: Path, overrides: dict | None = None) -
     )
 
 
-if __name__ == "__main__":  # an experiment: python -m benchmarks.cinc2017_quality WORK_DIR '{"epochs": 5}'
+def main(argv: list[str] | None = None) -> None:
+    """An experiment, written to `benchmarks/results/<name>.json` with the machine it ran on."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--default-model", action="store_true", help="the trained_model default architecture")
+    parser.add_argument("--overrides", type=json.loads, default={}, help="JSON TrainingConfig overrides")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--name", default=None, help="result name (default: cinc2017_compact_model or _default_model)")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 2)
-    work = Path(sys.argv[1])
-    outcome = run_quality(
-        Path(__file__).resolve().parents[1].parent / "shared" / "data",
-        work,
-        json.loads(sys.argv[2]) if len(sys.argv) > 2 else None,
-    )
-    print(json.dumps(outcome.__dict__, indent=1))
+    torch.set_num_threads(args.threads)
+    base = DEFAULT_MODEL_CONFIG if args.default_model else QUALITY_CONFIG
+    name = args.name or ("cinc2017_default_model" if args.default_model else "cinc2017_compact_model")
+    with tempfile.TemporaryDirectory() as scratch:
+        outcome = run_quality(
+            Path(__file__).resolve().parents[1].parent / "shared" / "data",
+            args.work or Path(scratch),
+            {**base, **args.overrides},
+        )
+    parameters = count_parameters(ECGResNet1D(TrainingConfig(**outcome.config).architecture()))
+    write_result(name, {**outcome.__dict__, "parameters": parameters, "torch_threads": args.threads})
+
+
+if __name__ == "__main__":
+    main()
