@@ -15,6 +15,7 @@ from ecg_assets.core import (
     checkpoints,
     data,
     datasets,
+    distributed,
     evaluation,
     label_mapping as label_mapping_core,
     labels,
@@ -36,7 +37,9 @@ from ecg_assets.core.label_mapping import build_label_mapping, read_label_mappin
 from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
 from ecg_assets.core.splits import SPLIT_NAMES, SplitConfig, assign_splits, read_splits, strat_folds_for, write_splits
 from ecg_assets.core.store import RecordStore
+from ecg_assets.core.storage import read_json
 from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig, train_model
+from ecg_assets.distributed import train_with_torchrun
 from ecg_assets.metadata import (
     counts_table,
     example_waveforms,
@@ -253,7 +256,7 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, paths: EcgPa
     pool="gpu",
     op_tags=GPU_OP_TAGS,
     tags={"compute": "gpu"},
-    code_version=source_version(model, data, training, checkpoints, metrics, store),
+    code_version=source_version(model, data, distributed, training, checkpoints, metrics, store),
     description="1D ResNet (residual blocks, BatchNorm, GELU, adaptive pooling) trained on the train split; "
     "best (by validation macro F1) and latest checkpoints, resumable.",
 )
@@ -262,33 +265,32 @@ def trained_model(
     config: TrainedModelConfig,
     paths: EcgPathsResource,
     gpu: TorchDeviceResource,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
     layout = paths.layout(context.partition_key)
     with forward_core_logs(context, paths.pipeline_log):
-        device = gpu.device_settings()
-        result = train_model(
-            RecordStore(layout.processed),
-            read_splits(layout.splits),
-            config,
-            device,
-            layout.models,
-            layout.training_log,
-        )
+        device, processes = gpu.device_settings(), gpu.process_count()
+        if processes > 1:
+            reported = train_with_torchrun(
+                context, pipes_subprocess_client, processes, layout, paths.pipeline_log, config, device
+            )
+            metadata = dict(reported.metadata or {})
+        else:
+            result = train_model(
+                RecordStore(layout.processed),
+                read_splits(layout.splits),
+                config,
+                device,
+                layout.models,
+                layout.training_log,
+            )
+            metadata = {**result.summary(device), "checkpoint": dg.MetadataValue.path(str(result.best_checkpoint))}
     return dg.MaterializeResult(
         metadata={
-            "parameters": result.parameters,
-            "device": str(device.device),
-            "mixed_precision": str(device.amp_dtype) if device.amp_dtype else "off",
-            "epochs_run": result.epochs_run,
-            "stopped_early": result.stopped_early,
-            "best_epoch": result.best_epoch,
-            "best_val_macro_f1": result.best_val_macro_f1,
-            "resumed_from_epoch": result.resumed_from_epoch if result.resumed_from_epoch is not None else "no",
-            "notes": "\n".join(result.notes) or "none",
-            "wall_seconds": round(result.wall_seconds, 1),
-            "checkpoint": dg.MetadataValue.path(str(result.best_checkpoint)),
-            "checkpoint_sha256": result.best_checkpoint_sha256,
-            "training_history": training_history(result.history, layout.figures / "training_history.png"),
+            **metadata,
+            "training_history": training_history(
+                read_json(layout.training_log)["epochs"], layout.figures / "training_history.png"
+            ),
             "training_log": dg.MetadataValue.path(str(layout.training_log)),
         }
     )

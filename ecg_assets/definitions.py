@@ -32,6 +32,8 @@ def build_definitions(executor: dg.ExecutorDefinition) -> dg.Definitions:
         resources={
             "paths": EcgPathsResource.from_settings(Settings.from_env()),
             "gpu": TorchDeviceResource(device="auto"),
+            # Launches torchrun for trained_model when `gpu.processes_per_node` asks for several processes.
+            "pipes_subprocess_client": dg.PipesSubprocessClient(),
         },
     )
 

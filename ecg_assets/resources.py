@@ -52,6 +52,7 @@ class TorchDeviceResource(dg.ConfigurableResource):
     """The compute device for training and inference (GPU-tagged: the training asset's pool is `gpu`).
 
     `auto` picks CUDA when available and otherwise falls back to the CPU with a warning.
+    `processes_per_node` > 1 trains on that many torchrun processes (`ecg_assets.distributed`).
     """
 
     device: Literal["auto", "cuda", "cpu"] = Field("auto", description="auto | cuda | cpu")
@@ -61,6 +62,12 @@ class TorchDeviceResource(dg.ConfigurableResource):
     )
     prefetch_batches: Optional[int] = Field(
         None, ge=0, description="Batches assembled ahead in a background thread (default: 2 on CUDA, 0 on the CPU)."
+    )
+    processes_per_node: int = Field(
+        1,
+        ge=0,
+        description="Training processes: above 1, trained_model runs torchrun with DistributedDataParallel (one "
+        "process per GPU; gloo on the CPU); 0: one per visible CUDA device.",
     )
 
     def device_settings(self) -> DeviceSettings:
@@ -83,3 +90,13 @@ class TorchDeviceResource(dg.ConfigurableResource):
             prefetch_batches=self.prefetch_batches if self.prefetch_batches is not None else (2 if cuda_device else 0),
             compile=self.compile if self.compile is not None else cuda_device,
         )
+
+    def process_count(self) -> int:
+        """How many training processes to launch: `processes_per_node`, or one per visible CUDA device when 0."""
+        gpus = torch.cuda.device_count() if self.device != "cpu" else 0
+        processes = self.processes_per_node or max(gpus, 1)
+        if gpus and processes > gpus:
+            raise ValueError(
+                f"processes_per_node={processes}, but {gpus} CUDA device(s) are visible: one process per GPU"
+            )
+        return processes

@@ -9,8 +9,7 @@ from typing import Iterator
 
 import dagster as dg
 
-PACKAGE_LOGGER = "ecg_assets"
-_FILE_FORMAT = "%(asctime)s %(levelname)s [%(partition)s] %(name)s: %(message)s"
+from ecg_assets.log_handlers import package_logs_to, pipeline_file_handler
 
 
 class _DagsterLogHandler(logging.Handler):
@@ -22,33 +21,9 @@ class _DagsterLogHandler(logging.Handler):
         self.context.log.log(record.levelno, record.getMessage())
 
 
-class _PartitionFilter(logging.Filter):
-    def __init__(self, partition: str):
-        super().__init__()
-        self.partition = partition
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.partition = self.partition
-        return True
-
-
 @contextmanager
 def forward_core_logs(context: dg.AssetExecutionContext, log_file: Path) -> Iterator[None]:
     """While the block runs, INFO and above from `ecg_assets.*` go to the run log and `log_file`."""
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    package_logger = logging.getLogger(PACKAGE_LOGGER)
-    file_handler = logging.FileHandler(log_file, encoding="utf-8")
-    file_handler.setFormatter(logging.Formatter(_FILE_FORMAT))
-    file_handler.addFilter(_PartitionFilter(context.partition_key if context.has_partition_key else "-"))
-    handlers = [_DagsterLogHandler(context), file_handler]
-    previous_level = package_logger.level
-    package_logger.setLevel(logging.INFO)
-    for handler in handlers:
-        package_logger.addHandler(handler)
-    try:
+    partition = context.partition_key if context.has_partition_key else "-"
+    with package_logs_to([_DagsterLogHandler(context), pipeline_file_handler(log_file, partition)]):
         yield
-    finally:
-        for handler in handlers:
-            package_logger.removeHandler(handler)
-        file_handler.close()
-        package_logger.setLevel(previous_level)

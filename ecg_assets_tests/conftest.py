@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
 import numpy as np
 import pytest
 import wfdb
 
 from ecg_assets.core.demo import ensure_demo_dataset
+from ecg_assets.resources import EcgPathsResource, TorchDeviceResource
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = (PROJECT_ROOT.parent / "shared" / "data").resolve()
@@ -29,6 +31,15 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():
         pytest.skip(f"real ECG data not found at {SHARED_DATA} (a fresh clone does not have it; CI does)")
     return SHARED_DATA
+
+
+def cpu_resources(artifacts_dir: Path, processes_per_node: int = 1) -> dict:
+    """Every resource the assets need, on the CPU, writing under `artifacts_dir` (the demo datasets)."""
+    return {
+        "paths": EcgPathsResource(artifacts_dir=str(artifacts_dir)),
+        "gpu": TorchDeviceResource(device="cpu", processes_per_node=processes_per_node),
+        "pipes_subprocess_client": dg.PipesSubprocessClient(),
+    }
 
 
 def write_wfdb_record(

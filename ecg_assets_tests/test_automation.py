@@ -15,7 +15,9 @@ from ecg_assets.core.demo import ensure_demo_dataset
 from ecg_assets.definitions import defs
 from ecg_assets.jobs import ecg_jobs
 from ecg_assets.partitions import dataset_partitions
-from ecg_assets.resources import EcgPathsResource, TorchDeviceResource
+from ecg_assets.resources import EcgPathsResource
+
+from .conftest import cpu_resources
 
 TICK = datetime.datetime(2026, 11, 29, 3, 0, tzinfo=datetime.timezone.utc)
 SMOKE_RUN = {
@@ -106,7 +108,7 @@ def test_a_shared_label_override_change_requests_every_watched_partition(tmp_pat
 
 @pytest.mark.slow
 def test_changing_a_label_file_rematerializes_that_partition(tmp_path, sensor):
-    resources = {"paths": EcgPathsResource(artifacts_dir=str(tmp_path)), "gpu": TorchDeviceResource(device="cpu")}
+    resources = cpu_resources(tmp_path)
     test_defs = dg.Definitions(assets=ecg_assets, asset_checks=ecg_checks, jobs=ecg_jobs, resources=resources)
     pipeline = test_defs.resolve_job_def("ecg_pipeline")
     assert pipeline.execute_in_process(

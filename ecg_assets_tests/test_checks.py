@@ -14,7 +14,9 @@ from ecg_assets.core.layout import PartitionLayout
 from ecg_assets.core.storage import atomic_write_json, read_json
 from ecg_assets.core.store import RecordStore
 from ecg_assets.definitions import defs
-from ecg_assets.resources import EcgPathsResource, TorchDeviceResource
+from ecg_assets.resources import EcgPathsResource
+
+from .conftest import cpu_resources
 
 TINY_TRAINING = {"epochs": 1, "batch_size": 16, "base_channels": 8}
 SMOKE = {"processed_records": {"config": {"smoke_test": True}}}
@@ -31,7 +33,7 @@ def _run(tmp_path, partition, run_config, instance=None):
     return dg.materialize(
         [*ecg_assets, *checks.ecg_checks],
         partition_key=partition,
-        resources={"paths": EcgPathsResource(artifacts_dir=str(tmp_path)), "gpu": TorchDeviceResource(device="cpu")},
+        resources=cpu_resources(tmp_path),
         run_config={"ops": run_config},
         instance=instance,
         raise_on_error=False,

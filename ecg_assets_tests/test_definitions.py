@@ -10,6 +10,8 @@ from ecg_assets.definitions import defs
 from ecg_assets.partitions import dataset_partitions
 from ecg_assets.resources import EcgPathsResource, TorchDeviceResource
 
+from .conftest import cpu_resources
+
 FAST_TRAINING = {"epochs": 2, "batch_size": 16, "base_channels": 8}
 
 
@@ -49,7 +51,7 @@ def test_demo_partition_materializes_end_to_end(tmp_path):
     result = dg.materialize(
         ecg_assets,
         partition_key="demo_cinc2021",
-        resources={"paths": EcgPathsResource(artifacts_dir=str(tmp_path)), "gpu": TorchDeviceResource(device="cpu")},
+        resources=cpu_resources(tmp_path),
         run_config={"ops": {"trained_model": {"config": FAST_TRAINING}}},
     )
     assert result.success

@@ -64,7 +64,14 @@ class StoreBatches(_Batches):
     `shuffle` is set. With `random_crops`, records that have a longer window are cropped at a
     random start, and the others shifted by up to `max_shift` samples. `length` (default: the
     canonical length) is the number of samples per row; a canonical tensor shorter than that is
-    zero-padded. A seeded `generator` makes order and crops reproducible.
+    zero-padded. A seeded `generator` makes order and crops reproducible; crops and shifts draw
+    from `augment_generator` when given.
+
+    Sharded across `world_size` processes, `batch_size` is the global batch: every rank draws the
+    same order (from identically seeded `generator`s, which must draw nothing else) and takes the
+    records `rank, rank + world_size, ...` of each global batch, so the shards are disjoint and
+    together are exactly the single-process batch. A last global batch too small to give every
+    rank 2 records (BatchNorm's minimum) is left out, so that all ranks take the same steps.
     """
 
     def __init__(
@@ -79,16 +86,29 @@ class StoreBatches(_Batches):
         random_crops: bool = False,
         max_shift: int = 0,
         length: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        augment_generator: torch.Generator | None = None,
     ):
         super().__init__(store, indices, labels, batch_size, length)
         self.shuffle = shuffle
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
         self.generator = generator
+        self.augment_generator = augment_generator or generator
         self.random_crops = random_crops
         self.max_shift = max_shift
+        self.rank, self.world_size = rank, world_size
+
+    def _batch_starts(self) -> range:
+        """Where each global batch starts in the epoch's order."""
+        rows = len(self.indices)
+        last = rows % self.batch_size
+        if self.world_size > 1 and 0 < last < 2 * self.world_size:
+            rows -= last
+        return range(0, rows, self.batch_size)
 
     def __len__(self) -> int:
-        return self._batch_count(len(self.indices))
+        return len(self._batch_starts())
 
     def _order(self) -> np.ndarray:
         n = len(self.indices)
@@ -108,19 +128,19 @@ class StoreBatches(_Batches):
         if (~windowed).any():
             plain = canonical_rows(self.store, positions[~windowed], self.length)
             if self.max_shift:
-                shifts = _randint(-self.max_shift, self.max_shift, len(plain), self.generator)
+                shifts = _randint(-self.max_shift, self.max_shift, len(plain), self.augment_generator)
                 shift_in_time(plain, shifts)
             out[~windowed] = plain
         if windowed.any():
             latest = np.maximum(samples[windowed] - self.length, 0)
-            starts = _randint(0, latest, int(windowed.sum()), self.generator)
+            starts = _randint(0, latest, int(windowed.sum()), self.augment_generator)
             out[windowed] = self.store.window_crops(positions[windowed], starts, self.length)
         return out
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._order()
-        for start in range(0, len(order), self.batch_size):
-            positions = self.indices[order[start : start + self.batch_size]]
+        for start in self._batch_starts():
+            positions = self.indices[order[start : start + self.batch_size][self.rank :: self.world_size]]
             yield torch.from_numpy(self.gather(positions)), torch.from_numpy(self.labels[positions])
 
 

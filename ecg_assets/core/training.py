@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -18,6 +20,7 @@ from torch import nn
 
 from ecg_assets.core.checkpoints import file_sha256, load_checkpoint, save_checkpoint
 from ecg_assets.core.data import StoreBatches, WindowBatches, augment, prefetch
+from ecg_assets.core.distributed import SINGLE_PROCESS, Ranks
 from ecg_assets.core.labels import LABELS
 from ecg_assets.core.metrics import macro_f1
 from ecg_assets.core.model import ECGResNet1D, ModelConfig, count_parameters
@@ -105,6 +108,30 @@ class DeviceSettings:
     prefetch_batches: int = 0
     compile: bool = False
 
+    def on_rank(self, ranks: Ranks) -> DeviceSettings:
+        """The same settings on this rank's own GPU (`cuda:LOCAL_RANK`); unchanged on the CPU."""
+        if self.device.type != "cuda" or not ranks.distributed:
+            return self
+        return dataclasses.replace(self, device=torch.device("cuda", ranks.local_rank))
+
+    def to_json(self) -> dict:
+        """Plain values (to hand to another process), read back by `from_json`."""
+        values = {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
+        values["device"] = str(self.device)
+        values["amp_dtype"] = str(self.amp_dtype).removeprefix("torch.") if self.amp_dtype else None
+        return values
+
+    @classmethod
+    def from_json(cls, values: dict) -> DeviceSettings:
+        amp_dtype = values["amp_dtype"]
+        return cls(
+            **{
+                **values,
+                "device": torch.device(values["device"]),
+                "amp_dtype": getattr(torch, amp_dtype) if amp_dtype else None,
+            }
+        )
+
 
 @dataclass
 class TrainingResult:
@@ -121,6 +148,25 @@ class TrainingResult:
     latest_checkpoint: Path
     best_checkpoint_sha256: str
     notes: list[str] = field(default_factory=list)
+    processes: int = 1
+
+    def summary(self, settings: DeviceSettings) -> dict[str, Any]:
+        """The run in plain values: the `trained_model` materialization metadata, figures aside."""
+        return {
+            "parameters": self.parameters,
+            "device": str(settings.device),
+            "mixed_precision": str(settings.amp_dtype) if settings.amp_dtype else "off",
+            "processes": self.processes,
+            "epochs_run": self.epochs_run,
+            "stopped_early": self.stopped_early,
+            "best_epoch": self.best_epoch,
+            "best_val_macro_f1": self.best_val_macro_f1,
+            "resumed_from_epoch": self.resumed_from_epoch if self.resumed_from_epoch is not None else "no",
+            "notes": "\n".join(self.notes) or "none",
+            "wall_seconds": round(self.wall_seconds, 1),
+            "checkpoint": str(self.best_checkpoint),
+            "checkpoint_sha256": self.best_checkpoint_sha256,
+        }
 
 
 def training_fingerprint(config: TrainingConfig, store: RecordStore, splits: dict[str, list[int]]) -> str:
@@ -217,12 +263,24 @@ def _autocast(settings: DeviceSettings):
 
 
 class _Trainer:
-    """The objects one training run needs, and the steps of the loop (see `train_model`)."""
+    """The objects one training run needs, and the steps of the loop (see `train_model`).
+
+    Across several ranks, the model is in DistributedDataParallel and each rank trains on its
+    shard of every batch; `self.generator` (the epoch order) is seeded alike on every rank and
+    draws nothing else, `self.rank_generator` (crops, shifts, noise) is each rank's own. With one
+    process they are the same generator, so one process gives exactly the in-process run.
+    """
 
     def __init__(
-        self, store: RecordStore, splits: dict[str, list[int]], config: TrainingConfig, settings: DeviceSettings
+        self,
+        store: RecordStore,
+        splits: dict[str, list[int]],
+        config: TrainingConfig,
+        settings: DeviceSettings,
+        ranks: Ranks = SINGLE_PROCESS,
     ):
-        self.config, self.settings = config, settings
+        self.config, self.settings, self.ranks = config, settings, ranks
+        ranks.per_rank_batch(config.batch_size)
         self.labels = store.index["label_index"].to_numpy(dtype=np.int64)
         train_idx, val_idx = np.asarray(splits["train"]), np.asarray(splits["val"])
         if len(train_idx) < 2:
@@ -234,8 +292,15 @@ class _Trainer:
 
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.model = ECGResNet1D(config.architecture()).to(settings.device)
-        self.forward = torch.compile(self.model) if settings.compile else self.model
+        self.model = ranks.sync_batch_norm(ECGResNet1D(config.architecture()).to(settings.device))
+        if ranks.world_size > 1:  # the same initial weights everywhere, then each rank its own dropout
+            torch.manual_seed(ranks.own_seed(config.seed))
+        self.rank_generator = (
+            self.generator if ranks.world_size == 1 else torch.Generator().manual_seed(ranks.own_seed(config.seed))
+        )
+        # Rank 0 validates alone: through the bare (compiled) model, DDP's forward would wait for the others.
+        self.inference_model = torch.compile(self.model) if settings.compile else self.model
+        self.forward = ranks.data_parallel(self.inference_model)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
@@ -252,6 +317,9 @@ class _Trainer:
             random_crops=config.random_crops,
             max_shift=round(config.max_shift_s * fs),
             length=window_length(config, store),
+            rank=ranks.rank,
+            world_size=ranks.world_size,
+            augment_generator=self.rank_generator,
         )
         self.val_batches = inference_batches(store, val_idx, self.labels, config.batch_size, config)
         loss_weights = torch.as_tensor(weights, dtype=torch.float32) if config.balance == "loss_weights" else None
@@ -273,19 +341,52 @@ class _Trainer:
     def epoch(self) -> int:
         return len(self.history)
 
-    def restore(self, latest: dict) -> None:
-        """Continue exactly where `latest` stopped: weights, optimizer, schedule, scaler and RNGs."""
+    def restore(self, latest: dict) -> str | None:
+        """Continue exactly where `latest` stopped: weights, optimizer, schedule, scaler and RNGs.
+
+        Several ranks restore their own random streams when `latest` was written by as many ranks;
+        otherwise those streams restart (returned as a note): the run continues, not bit for bit.
+        """
         self.model.load_state_dict(latest["model_state"])
         self.optimizer.load_state_dict(latest["optimizer_state"])
         self.scheduler.load_state_dict(latest["scheduler_state"])
         self.scaler.load_state_dict(latest["scaler_state"])
-        torch.set_rng_state(latest["rng_state"])
+        self._set_random_state(latest)
         self.generator.set_state(latest["generator_state"])
-        if self.settings.device.type == "cuda" and latest.get("cuda_rng_state") is not None:
-            torch.cuda.set_rng_state(latest["cuda_rng_state"], self.settings.device)
         self.history = list(latest["history"])
         self.best_f1, self.best_epoch = float(latest["best_val_macro_f1"]), int(latest["best_epoch"])
         self.finished, self.stopped_early = bool(latest["finished"]), bool(latest["stopped_early"])
+        rank_states = latest.get("rank_states") or []  # written by runs of more than one rank
+        writers = max(len(rank_states), 1)
+        if writers != self.ranks.world_size:
+            self._reseed_rank_streams()
+            return (
+                f"latest.pth was written by {writers} process(es), this run has {self.ranks.world_size}: "
+                "augmentation and dropout random streams restart"
+            )
+        if rank_states:
+            self._set_random_state(rank_states[self.ranks.rank])
+            self.rank_generator.set_state(rank_states[self.ranks.rank]["generator_state"])
+        return None
+
+    def _set_random_state(self, state: dict) -> None:
+        torch.set_rng_state(state["rng_state"])
+        if self.settings.device.type == "cuda" and state.get("cuda_rng_state") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng_state"], self.settings.device)
+
+    def _random_state(self, generator: torch.Generator) -> dict:
+        return {
+            "rng_state": torch.get_rng_state(),
+            "generator_state": generator.get_state(),
+            "cuda_rng_state": (
+                torch.cuda.get_rng_state(self.settings.device) if self.settings.device.type == "cuda" else None
+            ),
+        }
+
+    def _reseed_rank_streams(self) -> None:
+        if self.ranks.world_size > 1:
+            torch.manual_seed(self.ranks.own_seed(self.config.seed))
+            self.rank_generator.manual_seed(self.ranks.own_seed(self.config.seed))
 
     def _augmented_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Training batches, augmented (and pinned for an asynchronous GPU copy when configured).
@@ -294,7 +395,7 @@ class _Trainer:
         so a run is reproducible and resumable even when batches are prefetched.
         """
         for signals, targets in self.train_batches:
-            signals = augment(signals, self.config.noise_std, self.config.scale_range, self.generator)
+            signals = augment(signals, self.config.noise_std, self.config.scale_range, self.rank_generator)
             if self.settings.pin_memory:
                 signals, targets = signals.pin_memory(), targets.pin_memory()
             yield signals, targets
@@ -304,10 +405,14 @@ class _Trainer:
         settings = self.settings
         signals = signals.to(settings.device, non_blocking=settings.non_blocking)
         targets = targets.to(settings.device, non_blocking=settings.non_blocking)
-        with _autocast(settings):
-            loss = self.criterion(masked_logits(self.forward(signals).float(), self.class_mask), targets)
-        self.scaler.scale(loss / self.config.grad_accumulation_steps).backward()
-        if step % self.config.grad_accumulation_steps == 0 or last:
+        optimizer_step = step % self.config.grad_accumulation_steps == 0 or last
+        # Across ranks, gradients are averaged once per optimizer step, not after every accumulated batch.
+        accumulate = self.forward.no_sync() if self.ranks.distributed and not optimizer_step else nullcontext()
+        with accumulate:
+            with _autocast(settings):
+                loss = self.criterion(masked_logits(self.forward(signals).float(), self.class_mask), targets)
+            self.scaler.scale(loss / self.config.grad_accumulation_steps).backward()
+        if optimizer_step:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
@@ -338,12 +443,13 @@ class _Trainer:
                     running_loss / seen,
                     seen / (time.perf_counter() - started),
                 )
+        running_loss, seen = self.ranks.sum([running_loss, seen])
         return running_loss / max(seen, 1)
 
     def validate(self) -> tuple[float, float]:
         """Validation loss and macro F1 over the classes present in training."""
         probabilities, y_val, val_loss = predict_probabilities(
-            self.forward, self.val_batches, self.settings, self.class_mask
+            self.inference_model, self.val_batches, self.settings, self.class_mask
         )
         return val_loss, macro_f1(y_val, probabilities.argmax(axis=1), np.flatnonzero(self.train_counts))
 
@@ -359,7 +465,10 @@ class _Trainer:
         return improved
 
     def checkpoint(self, full: bool) -> dict:
-        """Checkpoint payload; `full` adds what resuming needs (optimizer, schedule, scaler, RNGs)."""
+        """Checkpoint payload; `full` adds what resuming needs (optimizer, schedule, scaler, RNGs).
+
+        On several ranks, `full` gathers every rank's own random state: all ranks must call it.
+        """
         payload = {
             "epoch": self.epoch,
             "fingerprint": self.fingerprint,
@@ -380,28 +489,28 @@ class _Trainer:
                 optimizer_state=self.optimizer.state_dict(),
                 scheduler_state=self.scheduler.state_dict(),
                 scaler_state=self.scaler.state_dict(),
-                rng_state=torch.get_rng_state(),
-                generator_state=self.generator.get_state(),
-                cuda_rng_state=(
-                    torch.cuda.get_rng_state(self.settings.device) if self.settings.device.type == "cuda" else None
-                ),
+                **self._random_state(self.generator),
             )
+            if self.ranks.world_size > 1:
+                payload["rank_states"] = self.ranks.all_gather(self._random_state(self.rank_generator))
         return payload
 
 
-def _resume_note(trainer: _Trainer, latest_path: Path, config: TrainingConfig) -> str | None:
+def _resume_notes(trainer: _Trainer, latest_path: Path, config: TrainingConfig) -> list[str]:
     """Restore `trainer` from `latest.pth` when it matches; returns what happened, for the log."""
     if not config.resume or not latest_path.is_file():
-        return None
+        return []
     latest = load_checkpoint(latest_path)
     if latest.get("fingerprint") != trainer.fingerprint:
-        return "latest.pth was trained with another config or data; starting fresh"
-    trainer.restore(latest)
+        return ["latest.pth was trained with another config or data; starting fresh"]
+    caveat = trainer.restore(latest)
     if trainer.finished:
-        return (
+        note = (
             f"latest.pth already holds a finished run (epoch {trainer.epoch}) with this config and data; not retraining"
         )
-    return f"resuming from latest.pth after epoch {trainer.epoch}"
+    else:
+        note = f"resuming from latest.pth after epoch {trainer.epoch}"
+    return [note, caveat] if caveat else [note]
 
 
 def train_model(
@@ -411,28 +520,35 @@ def train_model(
     settings: DeviceSettings,
     models_dir: Path,
     log_file: Path,
+    ranks: Ranks = SINGLE_PROCESS,
 ) -> TrainingResult:
     """Train on `splits["train"]`, select on `splits["val"]` macro F1, keep best and latest checkpoints.
 
     Resumes from `latest.pth` when its fingerprint (config, data, split) matches; a finished
     matching run is reported without retraining; any change starts fresh and says so.
+
+    Under torchrun, every rank calls this with its `ranks` (see `torchrun_process_group`) and the
+    same arguments: each trains on its shard of every batch (`batch_size` stays the global batch),
+    rank 0 alone validates and writes checkpoints and the log, the others wait for its verdict.
     """
     started = time.perf_counter()
     models_dir.mkdir(parents=True, exist_ok=True)
     best_path, latest_path = models_dir / BEST_CHECKPOINT, models_dir / LATEST_CHECKPOINT
-    trainer = _Trainer(store, splits, config, settings)
-    note = _resume_note(trainer, latest_path, config)
-    notes = [note] if note else []
+    trainer = _Trainer(store, splits, config, settings, ranks)
+    notes = _resume_notes(trainer, latest_path, config)
     resumed_from = trainer.epoch if trainer.history else None
     already_complete = trainer.finished
     for message in notes:
         logger.info(message)
     parameters = count_parameters(trainer.model)
     logger.info(
-        "training ECGResNet1D (%d parameters) on %s%s: %d train / %d val records, %d epochs",
+        "training ECGResNet1D (%d parameters) on %s%s%s: %d train / %d val records, %d epochs",
         parameters,
         settings.device,
         f" with {settings.amp_dtype} autocast" if settings.amp_dtype else "",
+        f", {ranks.world_size} processes of {ranks.per_rank_batch(config.batch_size)} records per batch"
+        if ranks.distributed
+        else "",
         len(splits["train"]),
         len(splits["val"]),
         config.epochs,
@@ -440,26 +556,32 @@ def train_model(
     while not trainer.finished:
         epoch_started = time.perf_counter()
         train_loss = trainer.train_one_epoch()
-        val_loss, val_f1 = trainer.validate()
-        record = {
-            "epoch": trainer.epoch + 1,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "val_macro_f1": val_f1,
-            "learning_rate": trainer.optimizer.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - epoch_started,
-        }
+        record = None
+        if ranks.is_main:
+            val_loss, val_f1 = trainer.validate()
+            record = {
+                "epoch": trainer.epoch + 1,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_macro_f1": val_f1,
+                "learning_rate": trainer.optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - epoch_started,
+            }
+        record = ranks.broadcast(record)
         improved = trainer.end_epoch(record)
+        latest = trainer.checkpoint(full=True)
+        if not ranks.is_main:
+            continue
         if improved:
             save_checkpoint(best_path, trainer.checkpoint(full=False))
-        save_checkpoint(latest_path, trainer.checkpoint(full=True))
+        save_checkpoint(latest_path, latest)
         logger.info(
             "epoch %d/%d train_loss %.4f val_loss %.4f val_macro_f1 %.4f lr %.2e (%.1f s)%s",
             trainer.epoch,
             config.epochs,
             train_loss,
-            val_loss,
-            val_f1,
+            record["val_loss"],
+            record["val_macro_f1"],
             record["learning_rate"],
             record["seconds"],
             " *best*" if improved else "",
@@ -469,10 +591,11 @@ def train_model(
         )
         if trainer.stopped_early:
             logger.info("early stopping: no better val macro F1 for %d epochs", config.early_stopping_patience)
-    if already_complete:
+    if already_complete and ranks.is_main:
         _write_training_log(
             log_file, config, settings, trainer.history, trainer.best_epoch, trainer.best_f1, resumed_from, notes
         )
+    ranks.barrier()  # rank 0's last checkpoint is on disk
     return TrainingResult(
         history=trainer.history,
         best_epoch=trainer.best_epoch,
@@ -487,6 +610,7 @@ def train_model(
         latest_checkpoint=latest_path,
         best_checkpoint_sha256=file_sha256(best_path),
         notes=notes,
+        processes=ranks.world_size,
     )
 
 
