@@ -5,7 +5,9 @@ import hashlib
 import inspect
 import logging
 import sys
+from contextlib import contextmanager
 from types import ModuleType
+from typing import Iterator, Optional
 
 import dagster as dg
 import pandas as pd
@@ -31,9 +33,11 @@ from ecg_assets.core import (
     store,
     training,
 )
+from ecg_assets.core.checkpoints import CheckpointError
 from ecg_assets.core.datasets import detect_layout
 from ecg_assets.core.demo import MARKER_FILE
 from ecg_assets.core.label_mapping import build_label_mapping, read_label_mapping, write_label_mapping
+from ecg_assets.core.locks import partition_lock
 from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
 from ecg_assets.core.splits import SPLIT_NAMES, SplitConfig, assign_splits, read_splits, strat_folds_for, write_splits
 from ecg_assets.core.store import RecordStore
@@ -50,6 +54,7 @@ from ecg_assets.metadata import (
     training_history,
 )
 from ecg_assets.partitions import dataset_partitions
+from ecg_assets.recovery import tag_run_host
 from ecg_assets.resources import EcgPathsResource, TorchDeviceResource
 from ecg_assets.run_logging import forward_core_logs
 
@@ -91,6 +96,15 @@ def _dataset_note(paths: EcgPathsResource, dataset: str) -> str:
     return str(folder)
 
 
+@contextmanager
+def _partition_step(context: dg.AssetExecutionContext, paths: EcgPathsResource) -> Iterator[None]:
+    """Core logs forwarded to the run, and the partition's lock held: one writer per partition at a time."""
+    owner = f"run {context.run.run_id} ({context.asset_key.to_user_string()})"
+    tag_run_host(context)  # lets `python -m ecg_assets.recovery` release this run if it is killed
+    with forward_core_logs(context, paths.pipeline_log), partition_lock(paths.layout(context.partition_key), owner):
+        yield
+
+
 class ProcessedRecordsConfig(dg.Config, RecordProcessingConfig):
     """Preprocessing settings, plus a smoke-test switch."""
 
@@ -116,7 +130,7 @@ class TrainedModelConfig(dg.Config, TrainingConfig):
 def label_mapping(context: dg.AssetExecutionContext, paths: EcgPathsResource) -> dg.MaterializeResult:
     dataset = context.partition_key
     layout = paths.layout(dataset)
-    with forward_core_logs(context, paths.pipeline_log):
+    with _partition_step(context, paths):
         mapping = build_label_mapping(
             paths.dataset_dir(dataset), dataset, paths.settings().label_override_files(dataset)
         )
@@ -176,7 +190,7 @@ def processed_records(
     preprocess_config = RecordProcessingConfig.model_validate(
         config.model_dump(include=set(RecordProcessingConfig.model_fields))
     )
-    with forward_core_logs(context, paths.pipeline_log):
+    with _partition_step(context, paths):
         record_store, report = process_records(
             dataset_dir, detect_layout(dataset_dir), records, layout.processed, preprocess_config
         )
@@ -225,10 +239,11 @@ def processed_records(
 )
 def splits(context: dg.AssetExecutionContext, config: SplitsConfig, paths: EcgPathsResource) -> dg.MaterializeResult:
     layout = paths.layout(context.partition_key)
-    index = RecordStore(layout.processed).index
-    folds = strat_folds_for(index["record_id"].tolist(), read_label_mapping(layout.label_mapping))
-    result = assign_splits(index["label"].tolist(), config, index["patient_id"].tolist(), folds)
-    write_splits(layout.splits, result.positions, index["record_id"].tolist(), config, result.method)
+    with _partition_step(context, paths):
+        index = RecordStore(layout.processed).index
+        folds = strat_folds_for(index["record_id"].tolist(), read_label_mapping(layout.label_mapping))
+        result = assign_splits(index["label"].tolist(), config, index["patient_id"].tolist(), folds)
+        write_splits(layout.splits, result.positions, index["record_id"].tolist(), config, result.method)
     split = result.positions
     counts = (
         pd.DataFrame({name: index["label"].iloc[split[name]].value_counts() for name in SPLIT_NAMES})
@@ -268,7 +283,7 @@ def trained_model(
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
     layout = paths.layout(context.partition_key)
-    with forward_core_logs(context, paths.pipeline_log):
+    with _partition_step(context, paths):
         device, processes = gpu.device_settings(), gpu.process_count()
         if processes > 1:
             reported = train_with_torchrun(
@@ -309,7 +324,7 @@ def test_metrics(
     context: dg.AssetExecutionContext, paths: EcgPathsResource, gpu: TorchDeviceResource
 ) -> dg.MaterializeResult:
     layout = paths.layout(context.partition_key)
-    with forward_core_logs(context, paths.pipeline_log):
+    with _partition_step(context, paths):
         outputs = evaluation.evaluate_checkpoint(
             RecordStore(layout.processed),
             read_splits(layout.splits),
@@ -317,6 +332,7 @@ def test_metrics(
             gpu.device_settings(),
             layout.test_metrics,
             layout.figures,
+            expected_sha256=_recorded_checkpoint_sha256(context),
         )
     result = outputs.metrics
     per_class = pd.DataFrame(result["per_class"]).T.rename_axis("class").reset_index()
@@ -330,9 +346,35 @@ def test_metrics(
             "confusion_matrix": png_markdown(outputs.pngs["confusion"], "confusion matrix"),
             "f1_scores": png_markdown(outputs.pngs["f1"], "test F1 per class"),
             "training_history": png_markdown(outputs.pngs["history"], "training history"),
+            "checkpoint_sha256": result["checkpoint_sha256"],
             "path": dg.MetadataValue.path(str(outputs.metrics_file)),
         }
     )
+
+
+def _recorded_checkpoint_sha256(context: dg.AssetExecutionContext) -> str:
+    """`checkpoint_sha256` of this partition's latest `trained_model` materialization in this Dagster instance.
+
+    Without one (artifacts copied in from elsewhere) the checkpoint cannot be verified and is refused.
+    """
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=trained_model.key, asset_partitions=[context.partition_key]), limit=1
+    ).records
+    recorded: Optional[dg.MetadataValue] = None
+    if records and records[0].asset_materialization is not None:
+        recorded = records[0].asset_materialization.metadata.get("checkpoint_sha256")
+    if recorded is None:
+        raise CheckpointError(
+            f"no trained_model materialization of partition {context.partition_key!r} in this Dagster instance "
+            f"records the SHA-256 of {BEST_CHECKPOINT}, so it cannot be verified; materialize trained_model first "
+            "(with the config it was trained with and unchanged data it does not retrain: it records the hash of "
+            "the existing checkpoint)"
+        )
+    context.log.info(
+        f"verifying {BEST_CHECKPOINT} against checkpoint_sha256 {recorded.value} "
+        f"recorded by trained_model in run {records[0].run_id}"
+    )
+    return str(recorded.value)
 
 
 def _summary(values: list[float]) -> dict[str, float]:

@@ -58,9 +58,10 @@ class PredictionReport:
     output: Path | None = None
 
 
-def load_model(path: Path, device: torch.device) -> LoadedModel:
-    """Load a checkpoint (`weights_only`), refusing one this code cannot use, with the reason."""
-    checkpoint = load_checkpoint(path, map_location=device)
+def load_model(path: Path, device: torch.device, expected_sha256: str | None = None) -> LoadedModel:
+    """Load a checkpoint (`weights_only`), refusing one this code cannot use (or whose SHA-256 differs from
+    `expected_sha256`, when given), with the reason."""
+    checkpoint = load_checkpoint(path, map_location=device, expected_sha256=expected_sha256)
     missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}: not a model checkpoint of this pipeline")
@@ -78,15 +79,22 @@ def load_model(path: Path, device: torch.device) -> LoadedModel:
 
 
 def predict_folder(
-    model_path: Path, input_dir: Path, output_csv: Path, device: str = "cpu", batch_size: int = 64
+    model_path: Path,
+    input_dir: Path,
+    output_csv: Path,
+    device: str = "cpu",
+    batch_size: int = 64,
+    expected_sha256: str | None = None,
 ) -> PredictionReport:
     """Score every record of `input_dir` with the checkpoint at `model_path`; write `output_csv`.
 
     Unreadable records (and files the layout could not match to a record) are written with
-    their reason in the `error` column and logged; they are never dropped silently.
+    their reason in the `error` column and logged; they are never dropped silently. With
+    `expected_sha256` (e.g. the `checkpoint_sha256` of the `trained_model` materialization), a
+    checkpoint whose hash differs is refused.
     """
     settings = DeviceSettings(device=torch.device(device))
-    loaded = load_model(model_path, settings.device)
+    loaded = load_model(model_path, settings.device, expected_sha256)
     layout = detect_layout(input_dir)
     scan = layout.scan(input_dir)
     failures = list(scan.problems)
@@ -136,10 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, type=Path, help="the predictions CSV to write")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--sha256", help="refuse the checkpoint unless its SHA-256 is this (trained_model's checkpoint_sha256)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        report = predict_folder(args.model, args.input, args.output, args.device, args.batch_size)
+        report = predict_folder(args.model, args.input, args.output, args.device, args.batch_size, args.sha256)
     except (CheckpointError, UnknownLayoutError) as error:
         logger.error("%s", error)
         return 2

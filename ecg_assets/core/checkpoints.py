@@ -35,12 +35,26 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with `weights_only=True` (no arbitrary code), checking its format."""
+def load_checkpoint(
+    path: Path, map_location: str | torch.device = "cpu", expected_sha256: str | None = None
+) -> dict[str, Any]:
+    """Load a checkpoint with `weights_only=True` (no arbitrary code), checking its format.
+
+    With `expected_sha256`, the bytes are hashed first and a file whose SHA-256 differs is
+    refused; the bytes that were hashed are the bytes that are loaded.
+    """
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    data = path.read_bytes()
+    if expected_sha256 is not None:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected_sha256.strip().lower():
+            raise CheckpointError(
+                f"{path} has SHA-256 {actual}, but {expected_sha256.strip().lower()} was expected: the file changed "
+                "after its hash was recorded (replaced, corrupted or tampered with); refusing to load it"
+            )
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as error:
         raise CheckpointError(f"{path} is not a loadable checkpoint ({type(error).__name__}: {error})") from error
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:

@@ -39,13 +39,15 @@ def evaluate_checkpoint(
     metrics_file: Path,
     figures_dir: Path,
     batch_size: int = 64,
+    expected_sha256: str | None = None,
 ) -> EvaluationOutputs:
     """Score `splits["test"]` with a checkpoint; write `test_metrics.json` and the figures.
 
     Only the classes the model was trained on are scored (a class absent from training
     cannot be predicted), so for CinC 2017 macro F1 equals the challenge's mean F1 of N, A, O.
+    With `expected_sha256`, a checkpoint with another hash is refused (`CheckpointError`).
     """
-    checkpoint = load_checkpoint(checkpoint_path, map_location=settings.device)
+    checkpoint = load_checkpoint(checkpoint_path, map_location=settings.device, expected_sha256=expected_sha256)
     model = build_model(checkpoint["model_config"]).to(settings.device)
     model.load_state_dict(checkpoint["model_state"])
     class_mask = torch.as_tensor(checkpoint["class_mask"], device=settings.device)
@@ -59,7 +61,8 @@ def evaluate_checkpoint(
         {
             "test_loss": test_loss,
             "checkpoint": str(checkpoint_path),
-            "checkpoint_sha256": file_sha256(checkpoint_path),
+            "checkpoint_sha256": expected_sha256 or file_sha256(checkpoint_path),
+            "checkpoint_verified": expected_sha256 is not None,
             "checkpoint_epoch": int(checkpoint["epoch"]),
             "majority_class_macro_f1": _majority_baseline(labels[splits["train"]], y_true, trained_classes),
         }

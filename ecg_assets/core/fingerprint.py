@@ -13,7 +13,8 @@ from typing import Iterable, Iterator
 
 
 def _entries(root: Path) -> Iterator[tuple[str, int, int]]:
-    """(path relative to `root`, size, mtime in ns) of every file below `root`, hidden ones skipped."""
+    """(path relative to `root`, size, mtime in ns) of every file below `root`, hidden ones and linked folders
+    skipped (a symbolic link to a folder is not walked: it could loop, or lead out of the dataset)."""
     pending = [root]
     while pending:
         folder = pending.pop()
@@ -22,7 +23,7 @@ def _entries(root: Path) -> Iterator[tuple[str, int, int]]:
                 for entry in scan:
                     if entry.name.startswith("."):
                         continue
-                    if entry.is_dir(follow_symlinks=True):
+                    if entry.is_dir(follow_symlinks=False):  # a linked folder could loop or leave the dataset
                         pending.append(Path(entry.path))
                     elif entry.is_file(follow_symlinks=True):
                         stat = entry.stat(follow_symlinks=True)

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ecg_assets.core.datasets import detect_layout
 from ecg_assets.core.labels import LABELS, label_counts, read_label_overrides
+from ecg_assets.core.paths import dataset_file
 from ecg_assets.core.record_ids import RecordIdIndex, normalize_record_id
 from ecg_assets.core.records import RecordEntry, duplicate_reason
 from ecg_assets.core.storage import atomic_write_text
@@ -90,14 +91,14 @@ def build_label_mapping(dataset_dir: Path, dataset: str, override_files: Sequenc
     """Scan a dataset folder and map every record's native labels to `LABELS`.
 
     `override_files` are candidate `unified_label_mapping.csv` paths, later ones overriding
-    earlier ones; missing files are skipped. A layout that has no native labels maps records
-    without an override row to OTHER, with a warning. Every record stays in the table, with
-    the reason when it is excluded; rows sharing a record id are all kept (only the first is
-    processed).
+    earlier ones; missing files are skipped, symbolic links leaving their folder refused. A
+    layout that has no native labels maps records without an override row to OTHER, with a
+    warning. Every record stays in the table, with the reason when it is excluded; rows sharing
+    a record id are all kept (only the first is processed).
     """
     layout = detect_layout(dataset_dir)
     scan = layout.scan(dataset_dir)
-    present = [path for path in override_files if path.is_file()]
+    present = [dataset_file(path.parent, path.name) for path in override_files if path.is_file()]
     overrides: dict[str, str] = {}
     for path in present:
         overrides.update(read_label_overrides(path, dataset))

@@ -59,6 +59,11 @@ class PartitionLayout:
     def figures(self) -> Path:
         return self.root / "figures"
 
+    @property
+    def lock_file(self) -> Path:
+        """Held by each asset of this partition while it runs: one writer at a time (`core.locks`)."""
+        return self.root / ".lock"
+
 
 def pipeline_log(artifacts_root: Path) -> Path:
     return artifacts_root / "logs" / "pipeline.log"

@@ -33,6 +33,7 @@ from pydantic import Field
 from ecg_assets.core import readers, records as records_module, signal as signal_module
 from ecg_assets.core.datasets import DatasetLayout
 from ecg_assets.core.labels import LABEL_TO_INDEX, LABELS
+from ecg_assets.core.paths import OutsideFolderError, is_inside
 from ecg_assets.core.records import Recording, RecordEntry, RecordReadError, duplicate_reason
 from ecg_assets.core.signal import LEAD_ORDER, PreprocessConfig, preprocess
 from ecg_assets.core.storage import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -160,30 +161,45 @@ def failure_reason(error: Exception) -> str:
 
 
 class RecordFiles:
-    """The files of each record: every file beside its source file with the same stem (`.hea`, `.mat`, ...)."""
+    """The files of each record: every file beside its source file with the same stem (`.hea`, `.mat`, ...).
+
+    Only files inside the dataset folder count: a symbolic link pointing out of it (or a source
+    file in a folder outside it) is never listed, so it is never hashed or read.
+    """
 
     def __init__(self, dataset_dir: Path):
         self.dataset_dir = dataset_dir
-        self._listings: dict[str, dict[str, list[str]]] = {}
+        self._listings: dict[str, tuple[dict[str, list[str]], set[str]]] = {}
 
-    def _listing(self, folder: str) -> dict[str, list[str]]:
+    def _listing(self, folder: str) -> tuple[dict[str, list[str]], set[str]]:
+        """`({stem: file names}, names refused)` of one sub-folder (everything refused when it lies outside)."""
         if folder not in self._listings:
             listing: dict[str, list[str]] = {}
+            refused: set[str] = set()
             try:
+                if not is_inside(self.dataset_dir, folder):
+                    raise OutsideFolderError(folder)
                 with os.scandir(self.dataset_dir / folder) as entries:
                     for entry in entries:
-                        if entry.is_file():
+                        if entry.is_symlink() and not is_inside(self.dataset_dir, os.path.abspath(entry.path)):
+                            refused.add(entry.name)
+                        elif entry.is_file():
                             listing.setdefault(entry.name.split(".", 1)[0], []).append(entry.name)
+            except OutsideFolderError:
+                listing, refused = {}, {"*"}
             except OSError:
                 pass
-            self._listings[folder] = listing
+            self._listings[folder] = (listing, refused)
         return self._listings[folder]
 
     def of(self, source_file: str) -> list[str]:
         """Paths relative to the dataset folder (POSIX separators), sorted."""
         folder, _, name = source_file.rpartition("/")
         prefix = f"{folder}/" if folder else ""
-        return [prefix + other for other in sorted(self._listing(folder).get(name.split(".", 1)[0], [name]))]
+        listing, refused = self._listing(folder)
+        if name in refused or "*" in refused:
+            return []
+        return [prefix + other for other in sorted(listing.get(name.split(".", 1)[0], [name]))]
 
 
 def files_signature(dataset_dir: Path, files: Sequence[str]) -> str:

@@ -17,6 +17,7 @@ import wfdb
 from wfdb.io import _signal as wfdb_signal
 
 from ecg_assets.core.matfiles import mat4_matrices, mat_version, read_mat_matrix
+from ecg_assets.core.paths import is_inside, resolve_inside
 from ecg_assets.core.records import Recording, RecordReadError
 from ecg_assets.core.signal import ecg_channels, no_ecg_lead_message, unused_channels_message
 
@@ -95,9 +96,12 @@ def read_wfdb(
 ) -> Recording:
     """Read the ECG channels of a WFDB record in physical units, only the first `max_duration_s` seconds.
 
-    Signal files must lie inside `root` (the dataset folder) when it is given. Non-ECG channels
-    are not read. Raises `RecordReadError` with a user-facing reason for any malformed input.
+    The header and its signal files must lie inside `root` (the dataset folder) when it is given.
+    Non-ECG channels are not read. Raises `RecordReadError` with a user-facing reason for any
+    malformed input.
     """
+    if root is not None:
+        header_path = resolve_inside(root, header_path.absolute())
     header = _read_header(header_path, defaults)
     names = _lead_names(header, defaults)
     channels = ecg_channels(names)
@@ -186,7 +190,7 @@ def _check_signal_files(header: wfdb.Record, folder: Path, root: Path | None) ->
     lengths = []
     for file_name in dict.fromkeys(header.file_name):
         path = (folder / file_name).resolve()
-        if root is not None and root.resolve() not in path.parents:
+        if root is not None and not is_inside(root, path):
             raise RecordReadError(f"header names signal file {file_name}, which lies outside the dataset folder")
         if not path.is_file():
             raise RecordReadError(f"header names signal file {file_name}, which does not exist")

@@ -10,12 +10,15 @@ Layout of a store folder::
 
 Writers stream rows straight to the shard file (memory stays flat however large the
 dataset), then publish a new generation by atomically replacing `manifest.json`. Readers
-only ever follow the manifest, so a crash mid-write leaves the previous generation intact.
+only ever follow the manifest, so a crash mid-write leaves the previous generation intact;
+the next writer deletes what the crashed one left (temporary files, uncommitted shards).
+A store folder has one writer at a time (the assets hold the partition lock, `core.locks`).
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -25,7 +28,19 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ecg_assets.core.storage import atomic_write_json, atomic_write_text, fsync_directory, read_json
+from ecg_assets.core.storage import (
+    atomic_write_json,
+    atomic_write_text,
+    fsync_directory,
+    open_new_file,
+    read_json,
+    remove_temp_files,
+    storage_errors,
+    temp_path,
+    unlink_quietly,
+)
+
+logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 SIGNAL_DTYPE = np.dtype("<f2")
@@ -66,10 +81,11 @@ class _ShardWriter:
 
     def __init__(self, path: Path, row_shape: tuple[int, ...], dtype: np.dtype, capacity: int):
         self.path, self.row_shape, self.dtype = path, row_shape, dtype
-        self.tmp_path = path.with_name(f".{path.name}.tmp")
+        self.tmp_path = temp_path(path, unique=False)
         self.header_size = len(_npy_header((capacity, *row_shape), dtype))
-        self.handle = self.tmp_path.open("wb")
-        self.handle.write(_npy_header((capacity, *row_shape), dtype))
+        with storage_errors(path):
+            self.handle = open_new_file(self.tmp_path)
+            self.handle.write(_npy_header((capacity, *row_shape), dtype))
         self.count = 0
 
     def append(self, rows: np.ndarray) -> None:
@@ -79,7 +95,11 @@ class _ShardWriter:
         sparse on file systems that support it: a single-lead record costs one lead on disk.
         """
         data = np.ascontiguousarray(rows, dtype=self.dtype)
+        with storage_errors(self.path):
+            self._write(data)
         self.count += data.size if not self.row_shape else data.shape[0]
+
+    def _write(self, data: np.ndarray) -> None:
         if data.ndim < 2:
             self.handle.write(data.tobytes())
             return
@@ -101,17 +121,21 @@ class _ShardWriter:
         header = _npy_header((self.count, *self.row_shape), self.dtype)
         if len(header) != self.header_size:  # numpy pads headers so the row count can change in place
             raise RuntimeError("npy header size changed; cannot finalise shard in place")
-        self.handle.truncate(self.header_size + self.count * int(np.prod(self.row_shape)) * self.dtype.itemsize)
-        self.handle.seek(0)
-        self.handle.write(header)
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-        os.replace(self.tmp_path, self.path)
+        with storage_errors(self.path):
+            self.handle.truncate(self.header_size + self.count * int(np.prod(self.row_shape)) * self.dtype.itemsize)
+            self.handle.seek(0)
+            self.handle.write(header)
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            self.handle.close()
+            os.replace(self.tmp_path, self.path)
 
     def discard(self) -> None:
-        self.handle.close()
-        self.tmp_path.unlink(missing_ok=True)
+        try:
+            self.handle.close()  # may flush buffered bytes, and fail again on a full disk
+        except OSError:
+            pass
+        unlink_quietly(self.tmp_path)
 
 
 class RecordStoreWriter:
@@ -130,7 +154,9 @@ class RecordStoreWriter:
         self._shard: _ShardWriter | None = None
         self._shards: list[dict[str, Any]] = []
         self._windows: _ShardWriter | None = None
-        directory.mkdir(parents=True, exist_ok=True)
+        with storage_errors(directory, "creating"):
+            directory.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(directory)
 
     def __enter__(self) -> "RecordStoreWriter":
         return self
@@ -205,15 +231,40 @@ class RecordStoreWriter:
             self._windows.discard()
             self._windows = None
         for shard in self._shards:
-            (self.directory / shard["file"]).unlink(missing_ok=True)
+            unlink_quietly(self.directory / shard["file"])
         self._shards = []
 
     def _remove_other_generations(self) -> None:
-        for path in self.directory.iterdir():
-            is_store_file = path.name.startswith(("signals-", "index-", "windows-"))
-            if is_store_file and self.generation not in path.name:
-                path.unlink(missing_ok=True)
+        _remove_store_files(self.directory, keep_generation=self.generation)
         fsync_directory(self.directory)
+
+
+STORE_FILE_PREFIXES = ("signals-", "index-", "windows-")
+
+
+def _remove_store_files(directory: Path, keep_generation: str | None) -> list[Path]:
+    """Delete the shards, index and windows files of every generation but `keep_generation` (None: all)."""
+    removed = []
+    for path in directory.iterdir():
+        if path.name.startswith(STORE_FILE_PREFIXES) and (keep_generation is None or keep_generation not in path.name):
+            unlink_quietly(path)
+            removed.append(path)
+    return removed
+
+
+def _remove_leftovers(directory: Path) -> None:
+    """Before writing: delete what an interrupted writer left (temporary files, uncommitted generations)."""
+    removed = remove_temp_files(directory)
+    try:
+        committed = read_json(directory / MANIFEST)["generation"]
+    except FileNotFoundError:
+        committed = None
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # an unreadable manifest: keep every file for inspection
+    removed += _remove_store_files(directory, keep_generation=None if committed is None else str(committed))
+    if removed:
+        names = ", ".join(sorted(path.name for path in removed)[:5])
+        logger.info("removed %d file(s) left by an interrupted write in %s: %s", len(removed), directory, names)
 
 
 def allocated_bytes(path: Path) -> int:

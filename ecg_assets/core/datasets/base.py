@@ -5,13 +5,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 from typing import Callable
 
 from ecg_assets.core.datasets.config import load_dataset_config
 from ecg_assets.core.labels import LabelDecision
+from ecg_assets.core.paths import is_inside, resolve_inside
 from ecg_assets.core.readers import HeaderSummary, read_header_text, read_wfdb, summarize_header
-from ecg_assets.core.records import Recording, RecordEntry, RecordReadError
+from ecg_assets.core.records import Recording, RecordEntry
 
 
 @dataclass
@@ -55,29 +57,23 @@ class DatasetLayout(ABC):
         return LabelDecision("OTHER", "")
 
 
-def resolve_inside(folder: Path, relative: str) -> Path:
-    """`folder / relative`, refusing anything that would resolve outside `folder` (symlinks included)."""
-    base = folder.resolve()
-    candidate = (base / relative).resolve()
-    if candidate != base and base not in candidate.parents:
-        raise RecordReadError(f"path {relative!r} resolves outside the dataset folder")
-    return candidate
-
-
 def list_files(folder: Path, pattern: str, problems: list[tuple[str, str]]) -> dict[str, Path]:
     """Files matching `pattern` as `{relative POSIX path: path}`, sorted; symlinks that leave the
     folder are left out and reported in `problems`."""
     found: dict[str, Path] = {}
     for path in sorted(folder.glob(pattern)):
         relative = path.relative_to(folder).as_posix()
-        try:
-            resolve_inside(folder, relative)
-        except RecordReadError:
+        if not is_inside(folder, relative):
             problems.append((relative, "symbolic link pointing outside the dataset folder: not read"))
             continue
         if path.is_file():
             found[relative] = path
     return found
+
+
+def first_files_inside(folder: Path, pattern: str, limit: int) -> list[Path]:
+    """The first `limit` files matching `pattern` (sorted) that lie inside `folder`: what `detect` may read."""
+    return list(islice((path for path in sorted(folder.glob(pattern)) if is_inside(folder, path.absolute())), limit))
 
 
 def record_id_of(relative: str) -> str:

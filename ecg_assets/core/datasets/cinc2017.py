@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ecg_assets.core.datasets.base import DatasetLayout, DatasetScan, list_files, record_id_of, resolve_inside
 from ecg_assets.core.labels import LabelDecision, map_cinc2017
+from ecg_assets.core.paths import dataset_file
 from ecg_assets.core.readers import read_mat_signal, read_wfdb
 from ecg_assets.core.record_ids import RecordIdIndex
 from ecg_assets.core.records import Recording, RecordEntry
@@ -23,12 +24,15 @@ REFERENCE_PREFERENCE = ("REFERENCE-v3.csv", "REFERENCE.csv")
 
 
 def reference_file(folder: Path) -> Path | None:
-    """The REFERENCE csv to use: the preferred names first, then any other REFERENCE*.csv."""
+    """The REFERENCE csv to use: the preferred names first, then any other REFERENCE*.csv.
+
+    Raises `OutsideFolderError` when it is a symbolic link pointing outside the dataset folder.
+    """
     for name in REFERENCE_PREFERENCE:
         if (folder / name).is_file():
-            return folder / name
+            return dataset_file(folder, name)
     others = sorted(folder.glob("REFERENCE*.csv"))
-    return others[-1] if others else None
+    return dataset_file(folder, others[-1].name) if others else None
 
 
 class Cinc2017Layout(DatasetLayout):

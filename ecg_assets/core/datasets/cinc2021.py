@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from itertools import islice
 from pathlib import Path
 
-from ecg_assets.core.datasets.base import DatasetLayout, DatasetScan, record_id_of, scan_headers
+from ecg_assets.core.datasets.base import (
+    DatasetLayout,
+    DatasetScan,
+    first_files_inside,
+    record_id_of,
+    scan_headers,
+)
 from ecg_assets.core.labels import LabelDecision, map_snomed
 from ecg_assets.core.readers import HeaderSummary, comment_value, header_comments
 from ecg_assets.core.records import RecordEntry
@@ -28,7 +33,7 @@ class Cinc2021Layout(DatasetLayout):
     description = "PhysioNet/CinC 2020/2021: NAME.hea + NAME.mat, SNOMED-CT codes in '# Dx:'"
 
     def detect(self, folder: Path) -> bool:
-        headers = list(islice(sorted(folder.rglob("*.hea")), 5))
+        headers = first_files_inside(folder, "**/*.hea", 5)
         return bool(headers) and all(dx_codes(header_comments(path)) is not None for path in headers)
 
     def scan(self, folder: Path) -> DatasetScan:

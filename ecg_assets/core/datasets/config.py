@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ecg_assets.core.paths import OutsideFolderError, dataset_file
 from ecg_assets.core.readers import SignalDefaults
 
 CONFIG_FILE_NAME = "dataset.yaml"
@@ -47,6 +48,10 @@ def load_dataset_config(folder: Path) -> DatasetConfig:
     path = folder / CONFIG_FILE_NAME
     if not path.is_file():
         return DatasetConfig()
+    try:
+        dataset_file(folder, CONFIG_FILE_NAME)
+    except OutsideFolderError as error:
+        raise DatasetConfigError(str(error)) from error
     stat = path.stat()
     return _load(path, stat.st_mtime_ns, stat.st_size)  # re-read whenever the file changes
 

@@ -4,10 +4,15 @@ patient id is the folder name. Frank leads are not read."""
 
 from __future__ import annotations
 
-from itertools import islice
 from pathlib import Path, PurePosixPath
 
-from ecg_assets.core.datasets.base import DatasetLayout, DatasetScan, record_id_of, scan_headers
+from ecg_assets.core.datasets.base import (
+    DatasetLayout,
+    DatasetScan,
+    first_files_inside,
+    record_id_of,
+    scan_headers,
+)
 from ecg_assets.core.labels import LabelDecision, map_ptb_reason
 from ecg_assets.core.readers import HeaderSummary, comment_value, header_comments
 from ecg_assets.core.records import RecordEntry
@@ -27,7 +32,7 @@ class PtbDiagnosticLayout(DatasetLayout):
     description = "PTB Diagnostic ECG Database: patientNNN/sNNNNxre.hea, 1000 Hz, 'Reason for admission:'"
 
     def detect(self, folder: Path) -> bool:
-        headers = list(islice(sorted(folder.glob(HEADERS)), 5))
+        headers = first_files_inside(folder, HEADERS, 5)
         return bool(headers) and any(comment_value(header_comments(path), REASON_KEY) for path in headers)
 
     def scan(self, folder: Path) -> DatasetScan:

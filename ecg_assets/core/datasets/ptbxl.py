@@ -15,6 +15,7 @@ import pandas as pd
 
 from ecg_assets.core.datasets.base import DatasetLayout, DatasetScan, list_files, record_id_of
 from ecg_assets.core.labels import SCP_STATEMENT_COLUMNS, LabelMappingError, map_scp_codes, require_columns
+from ecg_assets.core.paths import dataset_file
 from ecg_assets.core.record_ids import normalize_record_id, outside_reason
 from ecg_assets.core.records import RecordEntry
 
@@ -65,8 +66,8 @@ class PtbXlLayout(DatasetLayout):
         return (folder / DATABASE_FILE).is_file()
 
     def scan(self, folder: Path) -> DatasetScan:
-        statements = read_scp_statements(folder / STATEMENTS_FILE)
-        database_path = folder / DATABASE_FILE
+        statements = read_scp_statements(dataset_file(folder, STATEMENTS_FILE))
+        database_path = dataset_file(folder, DATABASE_FILE)
         database = pd.read_csv(database_path, dtype=str, keep_default_na=False, encoding_errors="replace")
         require_columns(database_path, database.columns, DATABASE_COLUMNS)
         scan = DatasetScan(labeler=lambda codes: map_scp_codes(codes, statements))
