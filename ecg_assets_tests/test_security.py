@@ -305,6 +305,15 @@ def test_the_dataset_fingerprint_follows_no_linked_folder(hostile):
     assert folder_fingerprint([folder]) == before
 
 
+# Ten records, one epoch of a narrow network: enough to produce every artifact.
+SMOKE_RUN = {
+    "ops": {
+        "processed_records": {"config": {"smoke_test": True}},
+        "trained_model": {"config": {"epochs": 1, "batch_size": 8, "base_channels": 8}},
+    }
+}
+
+
 # --- Checkpoints ---------------------------------------------------------------------------------------------------
 
 
@@ -345,18 +354,12 @@ def test_test_metrics_refuses_a_checkpoint_replaced_after_training(tmp_path):
     """The checkpoint is verified against `checkpoint_sha256` of the partition's `trained_model` materialization."""
     artifacts = tmp_path / "artifacts"
     partition = "demo_cinc2017"
-    run_config = {
-        "ops": {
-            "processed_records": {"config": {"smoke_test": True}},
-            "trained_model": {"config": {"epochs": 1, "batch_size": 8, "base_channels": 8}},
-        }
-    }
     with dg.instance_for_test() as instance:
         trained = dg.materialize(
             [a for a in ecg_assets if a.key != test_metrics.key],
             partition_key=partition,
             resources=cpu_resources(artifacts),
-            run_config=run_config,
+            run_config=SMOKE_RUN,
             instance=instance,
         )
         recorded = trained.asset_materializations_for_node("trained_model")[0].metadata["checkpoint_sha256"].value
@@ -430,18 +433,12 @@ def test_secrets_in_the_environment_stay_out_of_every_log_and_artifact(tmp_path,
     for name in ("DAGSTER_PG_PASSWORD", "AWS_SECRET_ACCESS_KEY", "HF_TOKEN"):
         monkeypatch.setenv(name, secret)
     artifacts = tmp_path / "artifacts"
-    run_config = {
-        "ops": {
-            "processed_records": {"config": {"smoke_test": True}},
-            "trained_model": {"config": {"epochs": 1, "batch_size": 8, "base_channels": 8}},
-        }
-    }
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             ecg_assets,
             partition_key="demo_cinc2021",
             resources=cpu_resources(artifacts),
-            run_config=run_config,
+            run_config=SMOKE_RUN,
             instance=instance,
         )
         assert result.success
