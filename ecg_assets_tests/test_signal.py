@@ -7,10 +7,12 @@ from ecg_assets.core.signal import (
     canonical_lead,
     fit_length,
     preprocess,
+    preprocess_leads,
     resample,
     to_canonical_leads,
     zscore,
 )
+from ecg_assets.core.signal import _moments
 
 
 def test_lead_names_match_case_insensitively_and_fill_missing_with_mask():
@@ -96,3 +98,28 @@ def test_preprocess_warns_for_far_rate_and_flat_lead():
 def test_preprocess_rejects_unusable_input_with_reason(signal, fs, leads, reason):
     with pytest.raises(ValueError, match=reason):
         preprocess(signal, fs, leads, PreprocessConfig())
+
+
+@pytest.mark.parametrize("shape", [(1, 3000), (3, 7), (12, 5001), (2, 1)])
+def test_moments_are_numpy_mean_and_std_bit_for_bit(shape):
+    rng = np.random.default_rng(sum(shape))
+    signal = (rng.normal(size=shape) * 300 + 17).astype(np.float32)
+    signal[0] = 4.25  # a constant row
+    mean, deviations, std = _moments(signal)
+    np.testing.assert_array_equal(mean[:, 0], signal.mean(axis=-1, dtype=np.float64))
+    np.testing.assert_array_equal(std[:, 0], signal.std(axis=-1, dtype=np.float64))
+    np.testing.assert_array_equal(deviations, signal - signal.mean(axis=-1, keepdims=True, dtype=np.float64))
+
+
+def test_preprocess_leads_is_preprocess_without_the_absent_leads():
+    rng = np.random.default_rng(3)
+    signal = rng.normal(size=(4, 2000))
+    signal[2] = 0.5  # flat
+    names = ["V2", "I", "aVF", "Resp"]
+    full = preprocess(signal, 360.0, names, PreprocessConfig())
+    leads = preprocess_leads(signal, 360.0, names, PreprocessConfig())
+    np.testing.assert_array_equal(leads.lead_mask, full.lead_mask)
+    np.testing.assert_array_equal(leads.flat_mask, full.flat_mask)
+    np.testing.assert_array_equal(leads.rows, full.signal[full.lead_mask])
+    assert not full.signal[~full.lead_mask].any()
+    assert leads.warnings == full.warnings and len(full.warnings) == 2  # unused channel, flat lead
