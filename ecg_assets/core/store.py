@@ -73,6 +73,11 @@ _FLAT_CAPACITY = 10**15
 NO_WINDOW = -1
 
 
+def _raw_bytes(array: np.ndarray) -> memoryview:
+    """The bytes of a C-contiguous array, without a copy."""
+    return memoryview(array).cast("B") if array.size else memoryview(b"")
+
+
 class _ShardWriter:
     """Appends rows to a `.npy` file; the header is rewritten with the final row count on close.
 
@@ -99,7 +104,7 @@ class _ShardWriter:
         data = np.ascontiguousarray(rows, dtype=self.dtype)
         with storage_errors(self.path):
             if data.ndim < 2:
-                self.handle.write(data)
+                self.handle.write(_raw_bytes(data))
             else:
                 lines = data.reshape(-1, data.shape[-1])
                 nonzero = lines.view(np.dtype(f"u{self.dtype.itemsize}")).any(axis=-1)
@@ -123,7 +128,7 @@ class _ShardWriter:
             if stop < len(written) and written[stop] == written[start]:
                 continue
             if written[start]:
-                self.handle.write(lines[taken : taken + stop - start])
+                self.handle.write(_raw_bytes(lines[taken : taken + stop - start]))
                 taken += stop - start
             else:
                 self.handle.seek((stop - start) * line_bytes, os.SEEK_CUR)
