@@ -35,7 +35,7 @@ from ecg_assets.core.datasets import DatasetLayout
 from ecg_assets.core.labels import LABEL_TO_INDEX, LABELS
 from ecg_assets.core.paths import OutsideFolderError, is_inside
 from ecg_assets.core.records import Recording, RecordEntry, RecordReadError, duplicate_reason
-from ecg_assets.core.signal import LEAD_ORDER, PreprocessConfig, preprocess_leads
+from ecg_assets.core.signal import LEAD_ORDER, PreprocessConfig, preprocess_leads, preprocess_spans
 from ecg_assets.core.storage import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ecg_assets.core.store import SIGNAL_DTYPE, RecordStore, RecordStoreWriter
 
@@ -108,12 +108,15 @@ class RecordPreparer:
 
     def __call__(self, recording: Recording) -> PreparedRecord:
         config = self.config
-        result = preprocess_leads(recording.signal, recording.fs, recording.lead_names, self.base)
         window = None
         available = math.ceil(recording.signal.shape[-1] * config.target_fs / recording.fs)
-        if config.window_length and available > config.target_length:
-            long = preprocess_leads(recording.signal, recording.fs, recording.lead_names, self.long)
+        if config.window_length and available > config.target_length:  # both from one resampling
+            result, long = preprocess_spans(
+                recording.signal, recording.fs, recording.lead_names, [self.base, self.long]
+            )
             window = long.rows[:, : min(config.window_length, available)].astype(SIGNAL_DTYPE)
+        else:
+            result = preprocess_leads(recording.signal, recording.fs, recording.lead_names, self.base)
         warnings = [*recording.notes, *result.warnings]  # notes: what the reader left out (non-ECG channels)
         return PreparedRecord(result.rows.astype(SIGNAL_DTYPE), window, result.lead_mask, result.flat_mask, warnings)
 
@@ -376,7 +379,7 @@ def process_records(
     config: PreprocessConfig,
     workers: int | None = None,
     progress_every: int = 500,
-    chunk_size: int = 16,
+    chunk_size: int = 32,
 ) -> tuple[RecordStore, ProcessingReport]:
     """Read, preprocess and store every row of `records` (a label mapping table's included rows).
 

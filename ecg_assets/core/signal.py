@@ -6,6 +6,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -191,6 +192,42 @@ def preprocess_leads(
     signal: np.ndarray, fs: float, lead_names: list[str], config: PreprocessConfig
 ) -> PreprocessedLeads:
     """`preprocess`, keeping only the leads the record has (what the store writes)."""
+    span = _native_span(signal, fs, lead_names, config)
+    return _normalised(span, resample(span.present, fs, config.target_fs), config)
+
+
+def preprocess_spans(
+    signal: np.ndarray, fs: float, lead_names: list[str], configs: Sequence[PreprocessConfig]
+) -> list[PreprocessedLeads]:
+    """`[preprocess_leads(signal, fs, lead_names, config) for config in configs]`, bit for bit, with one
+    resampling: configs that differ only in `target_length` (a canonical window and a longer one)
+    start at the same sample, so the shorter spans reuse the longest one's resampled samples and
+    recompute only their last few (those that see the span's end) from a short tail."""
+    if len({(config.target_fs, config.resample_warn_ratio) for config in configs}) > 1:
+        raise ValueError("spans must share target_fs and resample_warn_ratio")
+    spans = [_native_span(signal, fs, lead_names, config) for config in configs]  # every check, in order
+    longest = max(spans, key=lambda span: span.present.shape[-1])
+    resampled = resample(longest.present, fs, configs[0].target_fs)
+    return [
+        _normalised(
+            span,
+            resampled if span is longest else _resampled_start(span.present, resampled, fs, config.target_fs),
+            config,
+        )
+        for span, config in zip(spans, configs)
+    ]
+
+
+@dataclass
+class _NativeSpan:
+    present: np.ndarray  # float32 [present leads, native samples], cropped
+    lead_mask: np.ndarray
+    flat: np.ndarray  # per present lead
+    warnings: list[str]
+
+
+def _native_span(signal: np.ndarray, fs: float, lead_names: list[str], config: PreprocessConfig) -> _NativeSpan:
+    """The checked native samples one config needs (every `ValueError` of `preprocess` is raised here)."""
     warnings: list[str] = []
     if not (math.isfinite(fs) and fs > 0):
         raise ValueError(f"invalid sampling rate {fs!r}")
@@ -210,11 +247,35 @@ def preprocess_leads(
     if ratio > config.resample_warn_ratio:
         warnings.append(f"native rate {fs:g} Hz is {ratio:.1f}x away from {config.target_fs:g} Hz")
     # Flatness is judged on the native samples: resampling filters ring at a constant's edges.
-    flat_present = _moments(present)[2][:, 0] < FLAT_STD
-    rows, _ = zscore(resample(present, fs, config.target_fs))
-    rows[flat_present] = 0.0
+    return _NativeSpan(present, lead_mask, _moments(present)[2][:, 0] < FLAT_STD, warnings)
+
+
+def _normalised(span: _NativeSpan, resampled: np.ndarray, config: PreprocessConfig) -> PreprocessedLeads:
+    rows, _ = zscore(resampled)
+    rows[span.flat] = 0.0
     flat_mask = np.zeros(N_LEADS, dtype=bool)
-    flat_mask[lead_mask] = flat_present
+    flat_mask[span.lead_mask] = span.flat
+    warnings = list(span.warnings)
     if flat_mask.any():
         warnings.append("flat lead(s): " + ", ".join(np.asarray(LEAD_ORDER)[flat_mask]))
-    return PreprocessedLeads(fit_length(rows, config.target_length), lead_mask, flat_mask, warnings)
+    return PreprocessedLeads(fit_length(rows, config.target_length), span.lead_mask, flat_mask, warnings)
+
+
+def _resampled_start(present: np.ndarray, longer: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
+    """`resample(present, fs, target_fs)`, given `longer`: the resampling of samples that start with `present`.
+
+    An output sample depends on the input within the filter's reach (resample_poly's filter has
+    10 * max(up, down) taps each side at the up-sampled rate), so all but the last few outputs
+    are `longer`'s; those are recomputed from a tail starting at a multiple of `down` (same
+    filter phases), well before the first of them.
+    """
+    up, down = _rate_ratio(fs, target_fs)
+    samples = present.shape[-1]
+    reach = math.ceil(10 * max(up, down) / up) + 2  # input samples on either side of an output
+    start = max(samples - 4 * reach - 2 * down, 0) // down * down
+    if up == down or start == 0 or longer.shape[-1] * down < samples * up:
+        return resample(present, fs, target_fs)
+    tail = resample(present[:, start:], fs, target_fs)
+    shift = start * up // down  # the tail's first output is output `shift`
+    keep = shift + math.ceil(2 * reach * up / down) + 2  # past the tail's own start-up
+    return np.concatenate([longer[:, :keep], tail[:, keep - shift :]], axis=-1)
