@@ -155,3 +155,24 @@ def test_header_without_lead_names_takes_them_from_dataset_yaml(tmp_path):
         layout.read(tmp_path / "d", entry)
     (tmp_path / "d" / "dataset.yaml").write_text("lead_names: [V1, V2]\n")
     assert layout.read(tmp_path / "d", entry).lead_names == ["V1", "V2"]
+
+
+def test_path_checks_follow_a_repointed_dataset_link_and_new_links_inside_it(tmp_path):
+    first, second, outside = tmp_path / "first", tmp_path / "second", tmp_path / "outside"
+    for folder in (first, second, outside):
+        folder.mkdir()
+        (folder / "r.mat").write_bytes(b"x")
+    link = tmp_path / "data"
+    link.symlink_to(first)
+    assert resolve_inside(link, "r.mat") == first / "r.mat"
+    assert resolve_inside(link, link / "r.mat") == first / "r.mat"  # an absolute path below the link
+    link.unlink()
+    link.symlink_to(second)  # the folder's real path is not remembered past a change of folder
+    assert resolve_inside(link, "r.mat") == second / "r.mat"
+    (second / "r.mat").unlink()
+    (second / "r.mat").symlink_to(outside / "r.mat")  # nor is a file's
+    with pytest.raises(RecordReadError, match="resolves outside the dataset folder"):
+        resolve_inside(link, "r.mat")
+    (second / "ok.mat").write_bytes(b"x")
+    (second / "sub").symlink_to(second)  # a link that stays inside is fine
+    assert resolve_inside(link, "sub/ok.mat") == second / "ok.mat"

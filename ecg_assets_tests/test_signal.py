@@ -7,10 +7,13 @@ from ecg_assets.core.signal import (
     canonical_lead,
     fit_length,
     preprocess,
+    preprocess_leads,
+    preprocess_spans,
     resample,
     to_canonical_leads,
     zscore,
 )
+from ecg_assets.core.signal import _moments
 
 
 def test_lead_names_match_case_insensitively_and_fill_missing_with_mask():
@@ -96,3 +99,53 @@ def test_preprocess_warns_for_far_rate_and_flat_lead():
 def test_preprocess_rejects_unusable_input_with_reason(signal, fs, leads, reason):
     with pytest.raises(ValueError, match=reason):
         preprocess(signal, fs, leads, PreprocessConfig())
+
+
+@pytest.mark.parametrize("shape", [(1, 3000), (3, 7), (12, 5001), (2, 1)])
+def test_moments_are_numpy_mean_and_std_bit_for_bit(shape):
+    rng = np.random.default_rng(sum(shape))
+    signal = (rng.normal(size=shape) * 300 + 17).astype(np.float32)
+    signal[0] = 4.25  # a constant row
+    mean, deviations, std = _moments(signal)
+    np.testing.assert_array_equal(mean[:, 0], signal.mean(axis=-1, dtype=np.float64))
+    np.testing.assert_array_equal(std[:, 0], signal.std(axis=-1, dtype=np.float64))
+    np.testing.assert_array_equal(deviations, signal - signal.mean(axis=-1, keepdims=True, dtype=np.float64))
+
+
+def test_preprocess_leads_is_preprocess_without_the_absent_leads():
+    rng = np.random.default_rng(3)
+    signal = rng.normal(size=(4, 2000))
+    signal[2] = 0.5  # flat
+    names = ["V2", "I", "aVF", "Resp"]
+    full = preprocess(signal, 360.0, names, PreprocessConfig())
+    leads = preprocess_leads(signal, 360.0, names, PreprocessConfig())
+    np.testing.assert_array_equal(leads.lead_mask, full.lead_mask)
+    np.testing.assert_array_equal(leads.flat_mask, full.flat_mask)
+    np.testing.assert_array_equal(leads.rows, full.signal[full.lead_mask])
+    assert not full.signal[~full.lead_mask].any()
+    assert leads.warnings == full.warnings and len(full.warnings) == 2  # unused channel, flat lead
+
+
+@pytest.mark.parametrize("fs", [300.0, 257.0, 128.0, 500.0, 1000.0, 44.1])
+@pytest.mark.parametrize("seconds", [10.01, 11.0, 30.0, 61.0])
+def test_spans_from_one_resampling_are_bit_identical_to_separate_preprocessing(fs, seconds):
+    signal = np.random.default_rng(int(fs * seconds)).normal(size=(2, int(fs * seconds))) * 100
+    signal[1] = 3.0  # flat
+    configs = [PreprocessConfig(), PreprocessConfig(target_length=30000)]
+    together = preprocess_spans(signal, fs, ["II", "V5"], configs)
+    for config, joint in zip(configs, together):
+        alone = preprocess_leads(signal, fs, ["II", "V5"], config)
+        np.testing.assert_array_equal(joint.rows, alone.rows)
+        np.testing.assert_array_equal(joint.flat_mask, alone.flat_mask)
+        assert joint.warnings == alone.warnings
+
+
+def test_spans_raise_the_first_error_separate_preprocessing_would():
+    signal = np.random.default_rng(0).normal(size=(1, 300 * 60))
+    signal[0, 9000:9003] = np.nan  # beyond the canonical 10 s: only the longer span fails
+    configs = [PreprocessConfig(), PreprocessConfig(target_length=30000)]
+    with pytest.raises(ValueError, match="^3 non-finite"):
+        preprocess_spans(signal, 300.0, ["I"], configs)
+    signal[0, 10] = np.inf  # within the canonical span: its own count
+    with pytest.raises(ValueError, match="^1 non-finite"):
+        preprocess_spans(signal, 300.0, ["I"], configs)

@@ -113,3 +113,25 @@ def test_gather_reads_only_present_leads_but_returns_all(tmp_path):
         store = writer.commit()
     np.testing.assert_array_equal(store.signals([1, 0, 1]), np.stack([second, first, second]))
     assert store.lead_masks.tolist()[0][:2] == [True, False]
+
+
+def test_appending_only_the_present_leads_writes_the_same_shard(tmp_path):
+    rng = np.random.default_rng(5)
+    mask = np.zeros(12, bool)
+    mask[[0, 1, 2, 7]] = True
+    rows = rng.normal(size=(4, 4096)).astype(np.float32)
+    rows[1] = 0.0  # a present lead that is flat (zeros): not written either way
+    full = np.zeros((12, 4096), np.float32)
+    full[mask] = rows
+    stores = []
+    for name, kwargs in (("full", {}), ("present", {"lead_mask": mask})):
+        with RecordStoreWriter(tmp_path / name, (12, 4096)) as writer:
+            for index in range(3):
+                writer.append(full if not kwargs else rows, {"record_id": f"r{index}"}, **kwargs)
+            stores.append(writer.commit())
+    np.testing.assert_array_equal(
+        stores[1].signals(np.arange(3)), np.broadcast_to(full.astype(np.float16), (3, 12, 4096))
+    )
+    assert stores[0].disk_bytes() == stores[1].disk_bytes()
+    with pytest.raises(ValueError, match="store row shape"):
+        RecordStoreWriter(tmp_path / "bad", (12, 4096)).append(rows[:3], {"record_id": "x"}, lead_mask=mask)

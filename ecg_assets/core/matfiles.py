@@ -1,15 +1,19 @@
 """MAT files: find a numeric `[leads, samples]` matrix and read only its first samples.
 
 MAT v4 (what PhysioNet writes: CinC 2017, CinC 2020/2021, WFDB `.mat` signal files) is
-parsed here and read through a memory map, so an hours-long file costs only the window that
-is read. MAT v5/v7 files are read whole by scipy and refused above `MAX_WHOLE_READ_BYTES`.
-MAT v7.3 (HDF5) is not supported.
+parsed here from one open file: the headers, then only the bytes of the window that is read
+(one `read` for the usual `[leads, samples]` matrix, a memory map for a transposed one), so
+an hours-long file costs only that window. MAT v5/v7 files are read whole by scipy and refused
+above `MAX_WHOLE_READ_BYTES`. MAT v7.3 (HDF5) is not supported.
 """
 
 from __future__ import annotations
 
+import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import scipy.io
@@ -39,52 +43,74 @@ class Mat4Matrix:
 def mat_version(path: Path) -> int:
     """4, 5 or 7 (v7.3, HDF5); raises `RecordReadError` for a file that is not a MAT file."""
     try:
-        major, _ = matfile_version(str(path))
-    except Exception as error:
+        with path.open("rb") as handle:
+            return _version(handle, path.name)
+    except OSError as error:
         raise RecordReadError(f"{path.name} is not a MAT file ({error})") from error
+
+
+def _version(handle: BinaryIO, name: str) -> int:
+    """`mat_version` of an open file (left at its start). MAT v4 is told by a zero among the first
+    four bytes, without scipy; everything else is scipy's judgement."""
+    head = handle.read(4)
+    handle.seek(0)
+    if len(head) == 4 and 0 in head and any(head):
+        return 4
+    try:
+        major, _ = matfile_version(handle)
+    except Exception as error:
+        raise RecordReadError(f"{name} is not a MAT file ({error})") from error
     return {0: 4, 1: 5, 2: 7}.get(major, major)
 
 
 def mat4_matrices(path: Path) -> list[Mat4Matrix]:
     """Every matrix of a MAT v4 file, from the headers alone (no data is read)."""
-    size = path.stat().st_size
+    with path.open("rb") as handle:
+        return _mat4_matrices(handle, os.fstat(handle.fileno()).st_size, path.name)
+
+
+def _mat4_matrices(handle: BinaryIO, size: int, file_name: str) -> list[Mat4Matrix]:
     matrices: list[Mat4Matrix] = []
     offset = 0
-    with path.open("rb") as handle:
-        while offset + 20 <= size:
-            handle.seek(offset)
-            raw = handle.read(20)
-            endian = "<" if 0 <= int(np.frombuffer(raw[:4], "<i4")[0]) < 1000 else ">"
-            mopt, rows, cols, imagf, namlen = (int(value) for value in np.frombuffer(raw, f"{endian}i4"))
-            precision, kind = (mopt % 100) // 10, mopt % 10
-            if mopt // 1000 > 1 or precision not in _V4_DTYPES or kind > 2 or min(rows, cols) < 0 or namlen <= 0:
-                raise RecordReadError(f"{path.name}: not a valid MAT v4 matrix header at byte {offset}")
-            name = handle.read(namlen).split(b"\0")[0].decode("latin-1")
-            dtype = np.dtype(_V4_DTYPES[precision]).newbyteorder(endian)
-            data_offset = offset + 20 + namlen
-            end = data_offset + rows * cols * dtype.itemsize * (2 if imagf else 1)
-            if end > size:
-                raise RecordReadError(
-                    f"{path.name} is truncated: matrix {name!r} needs {end} bytes, the file has {size}"
-                )
-            matrices.append(Mat4Matrix(name, rows, cols, dtype, data_offset, "complex" if imagf else _V4_KINDS[kind]))
-            offset = end
+    while offset + 20 <= size:
+        handle.seek(offset)
+        raw = handle.read(20)
+        endian = "<" if 0 <= struct.unpack("<i", raw[:4])[0] < 1000 else ">"
+        mopt, rows, cols, imagf, namlen = struct.unpack(f"{endian}5i", raw)
+        precision, kind = (mopt % 100) // 10, mopt % 10
+        if mopt // 1000 > 1 or precision not in _V4_DTYPES or kind > 2 or min(rows, cols) < 0 or namlen <= 0:
+            raise RecordReadError(f"{file_name}: not a valid MAT v4 matrix header at byte {offset}")
+        name = handle.read(namlen).split(b"\0")[0].decode("latin-1")
+        dtype = np.dtype(_V4_DTYPES[precision]).newbyteorder(endian)
+        data_offset = offset + 20 + namlen
+        end = data_offset + rows * cols * dtype.itemsize * (2 if imagf else 1)
+        if end > size:
+            raise RecordReadError(f"{file_name} is truncated: matrix {name!r} needs {end} bytes, the file has {size}")
+        matrices.append(Mat4Matrix(name, rows, cols, dtype, data_offset, "complex" if imagf else _V4_KINDS[kind]))
+        offset = end
     return matrices
 
 
 def read_mat_matrix(path: Path, variable: str, n_leads: int, max_samples: int | None) -> tuple[np.ndarray, int]:
     """The first `max_samples` columns of a `[n_leads, samples]` matrix (a `[samples, n_leads]` one is
     transposed), as float64, plus the full number of samples. Raises `RecordReadError` with the reason."""
-    version = mat_version(path)
-    if version == 7:
-        raise RecordReadError(f"{path.name} is a MAT v7.3 (HDF5) file, which is not supported; save it as v7 or v4")
-    if version == 4:
-        return _read_mat4(path, variable, n_leads, max_samples)
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        raise RecordReadError(f"{path.name} is not a MAT file ({error})") from error
+    with handle:
+        version = _version(handle, path.name)
+        if version == 7:
+            raise RecordReadError(f"{path.name} is a MAT v7.3 (HDF5) file, which is not supported; save it as v7 or v4")
+        if version == 4:
+            return _read_mat4(path, handle, variable, n_leads, max_samples)
     return _read_mat5(path, variable, n_leads, max_samples)
 
 
-def _read_mat4(path: Path, variable: str, n_leads: int, max_samples: int | None) -> tuple[np.ndarray, int]:
-    matrices = {matrix.name: matrix for matrix in mat4_matrices(path)}
+def _read_mat4(
+    path: Path, handle: BinaryIO, variable: str, n_leads: int, max_samples: int | None
+) -> tuple[np.ndarray, int]:
+    matrices = {matrix.name: matrix for matrix in _mat4_matrices(handle, os.fstat(handle.fileno()).st_size, path.name)}
     if variable not in matrices:
         raise RecordReadError(_missing_variable(path, variable, list(matrices)))
     matrix = matrices[variable]
@@ -95,10 +121,14 @@ def _read_mat4(path: Path, variable: str, n_leads: int, max_samples: int | None)
     window = total if max_samples is None else min(total, max_samples)
     if window == 0:
         return np.zeros((n_leads, 0)), total
-    # Column-major data: a C-ordered memory map of shape (cols, rows) is the matrix transposed.
+    # Column-major data: C-ordered, shape (cols, rows), it is the matrix transposed. The first
+    # `window` samples of leads stored as rows are one contiguous run of bytes: one read.
+    if leads_are_rows:
+        handle.seek(matrix.data_offset)
+        data = np.frombuffer(handle.read(window * matrix.rows * matrix.dtype.itemsize), matrix.dtype)
+        return np.array(data.reshape(window, matrix.rows).T, dtype=np.float64), total
     stored = np.memmap(path, dtype=matrix.dtype, mode="r", offset=matrix.data_offset, shape=(matrix.cols, matrix.rows))
-    data = stored[:window].T if leads_are_rows else stored[:, :window]
-    return np.array(data, dtype=np.float64), total
+    return np.array(stored[:, :window], dtype=np.float64), total
 
 
 def _read_mat5(path: Path, variable: str, n_leads: int, max_samples: int | None) -> tuple[np.ndarray, int]:

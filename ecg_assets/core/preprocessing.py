@@ -35,7 +35,7 @@ from ecg_assets.core.datasets import DatasetLayout
 from ecg_assets.core.labels import LABEL_TO_INDEX, LABELS
 from ecg_assets.core.paths import OutsideFolderError, is_inside
 from ecg_assets.core.records import Recording, RecordEntry, RecordReadError, duplicate_reason
-from ecg_assets.core.signal import LEAD_ORDER, PreprocessConfig, preprocess
+from ecg_assets.core.signal import LEAD_ORDER, PreprocessConfig, preprocess_leads, preprocess_spans
 from ecg_assets.core.storage import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ecg_assets.core.store import SIGNAL_DTYPE, RecordStore, RecordStoreWriter
 
@@ -73,13 +73,23 @@ class RecordProcessingConfig(PreprocessConfig):
 
 @dataclass
 class PreparedRecord:
-    """One record as the store holds it: canonical float16 `[12, L]`, optional longer window, masks."""
+    """One record as the store holds it: canonical float16 `[12, L]` (`signal`), optional longer window, masks.
 
-    signal: np.ndarray
+    Only the present leads are kept (`rows`, float16 `[present leads, L]`): that is what travels
+    from a worker process to the writer; `signal` puts them in the 12-lead layout.
+    """
+
+    rows: np.ndarray
     window: np.ndarray | None  # float16 [present leads, samples] or None
     lead_mask: np.ndarray
     flat_mask: np.ndarray
     warnings: list[str]
+
+    @property
+    def signal(self) -> np.ndarray:
+        full = np.zeros((len(self.lead_mask), self.rows.shape[-1]), dtype=SIGNAL_DTYPE)  # absent leads stay zero
+        full[self.lead_mask] = self.rows
+        return full
 
 
 class RecordPreparer:
@@ -98,16 +108,17 @@ class RecordPreparer:
 
     def __call__(self, recording: Recording) -> PreparedRecord:
         config = self.config
-        result = preprocess(recording.signal, recording.fs, recording.lead_names, self.base)
         window = None
         available = math.ceil(recording.signal.shape[-1] * config.target_fs / recording.fs)
-        if config.window_length and available > config.target_length:
-            long = preprocess(recording.signal, recording.fs, recording.lead_names, self.long)
-            window = long.signal[long.lead_mask, : min(config.window_length, available)].astype(SIGNAL_DTYPE)
-        stored = np.zeros(result.signal.shape, dtype=SIGNAL_DTYPE)  # absent leads stay zero: convert only the rest
-        stored[result.lead_mask] = result.signal[result.lead_mask]
+        if config.window_length and available > config.target_length:  # both from one resampling
+            result, long = preprocess_spans(
+                recording.signal, recording.fs, recording.lead_names, [self.base, self.long]
+            )
+            window = long.rows[:, : min(config.window_length, available)].astype(SIGNAL_DTYPE)
+        else:
+            result = preprocess_leads(recording.signal, recording.fs, recording.lead_names, self.base)
         warnings = [*recording.notes, *result.warnings]  # notes: what the reader left out (non-ECG channels)
-        return PreparedRecord(stored, window, result.lead_mask, result.flat_mask, warnings)
+        return PreparedRecord(result.rows.astype(SIGNAL_DTYPE), window, result.lead_mask, result.flat_mask, warnings)
 
     def read(self, dataset_dir: Path, layout: DatasetLayout, entry: RecordEntry) -> tuple[Recording, PreparedRecord]:
         """Read one record as far as the config needs and prepare it (raises with a user-facing reason)."""
@@ -240,7 +251,7 @@ class _Job:
 
 @dataclass
 class _Outcome:
-    """What a worker sends back; the canonical tensor travels as its present leads only."""
+    """What a worker sends back (the prepared record's present leads only)."""
 
     job: _Job
     content_hash: str
@@ -250,12 +261,6 @@ class _Outcome:
     recording_fs: float = 0.0
     original_samples: int = 0
     reason: str = ""
-
-    def full_signal(self, length: int) -> np.ndarray:
-        assert self.prepared is not None
-        full = np.zeros((len(LEAD_ORDER), length), dtype=SIGNAL_DTYPE)
-        full[self.prepared.lead_mask] = self.prepared.signal
-        return full
 
 
 def _run_job(dataset_dir: Path, layout: DatasetLayout, preparer: RecordPreparer, job: _Job) -> _Outcome:
@@ -267,7 +272,6 @@ def _run_job(dataset_dir: Path, layout: DatasetLayout, preparer: RecordPreparer,
         recording, prepared = preparer.read(dataset_dir, layout, job.entry)
     except Exception as error:  # a bad file must never stop the partition
         return _Outcome(job, digest, signature, "failed", reason=failure_reason(error))
-    prepared.signal = prepared.signal[prepared.lead_mask]
     return _Outcome(job, digest, signature, "processed", prepared, recording.fs, recording.original_samples)
 
 
@@ -375,7 +379,7 @@ def process_records(
     config: PreprocessConfig,
     workers: int | None = None,
     progress_every: int = 500,
-    chunk_size: int = 16,
+    chunk_size: int = 32,
 ) -> tuple[RecordStore, ProcessingReport]:
     """Read, preprocess and store every row of `records` (a label mapping table's included rows).
 
@@ -491,7 +495,7 @@ def _store_outcome(
             flat_mask=mask_string(prepared.flat_mask),
             warnings="\n".join(warnings),
         )
-        writer.append(outcome.full_signal(writer.row_shape[-1]), index_row, prepared.window)
+        writer.append(prepared.rows, index_row, prepared.window, lead_mask=prepared.lead_mask)
         report.reprocessed += 1
     for message in warnings:
         report.warnings[message] += 1

@@ -73,6 +73,11 @@ _FLAT_CAPACITY = 10**15
 NO_WINDOW = -1
 
 
+def _raw_bytes(array: np.ndarray) -> memoryview:
+    """The bytes of a C-contiguous array, without a copy."""
+    return memoryview(array).cast("B") if array.size else memoryview(b"")
+
+
 class _ShardWriter:
     """Appends rows to a `.npy` file; the header is rewritten with the final row count on close.
 
@@ -88,34 +93,46 @@ class _ShardWriter:
             self.handle.write(_npy_header((capacity, *row_shape), dtype))
         self.count = 0
 
-    def append(self, rows: np.ndarray) -> None:
+    def append(self, rows: np.ndarray, line_mask: np.ndarray | None = None) -> None:
         """Append `rows` shaped `[k, *row_shape]` (or any 1-D array for a flat file).
 
         All-zero lines (absent leads) are skipped with a seek instead of written, so the file is
         sparse on file systems that support it: a single-lead record costs one lead on disk.
+        With `line_mask` (one row only), `rows` holds just the lines the mask marks, in order;
+        the others are zero.
         """
         data = np.ascontiguousarray(rows, dtype=self.dtype)
         with storage_errors(self.path):
-            self._write(data)
-        self.count += data.size if not self.row_shape else data.shape[0]
-
-    def _write(self, data: np.ndarray) -> None:
-        if data.ndim < 2:
-            self.handle.write(data.tobytes())
-            return
-        lines = data.reshape(-1, data.shape[-1])
-        written = lines.view(np.dtype(f"u{self.dtype.itemsize}")).any(axis=-1)
-        if written.all():
-            self.handle.write(data.tobytes())
-            return
-        line_bytes = lines.shape[-1] * self.dtype.itemsize
-        # One write per run of data lines, one seek per run of zero lines.
-        boundaries = np.flatnonzero(np.diff(written.astype(np.int8))) + 1
-        for start, stop in zip(np.r_[0, boundaries], np.r_[boundaries, len(lines)]):
-            if written[start]:
-                self.handle.write(lines[start:stop].tobytes())
+            if data.ndim < 2:
+                self.handle.write(_raw_bytes(data))
             else:
-                self.handle.seek(int(stop - start) * line_bytes, os.SEEK_CUR)
+                lines = data.reshape(-1, data.shape[-1])
+                nonzero = lines.view(np.dtype(f"u{self.dtype.itemsize}")).any(axis=-1)
+                if line_mask is None:
+                    written = nonzero
+                else:
+                    written = np.array(line_mask, dtype=bool)
+                    written[written] = nonzero
+                self._write_lines(lines if nonzero.all() else lines[nonzero], written.tolist())
+        if not self.row_shape:
+            self.count += data.size
+        else:
+            self.count += 1 if line_mask is not None else data.shape[0]
+
+    def _write_lines(self, lines: np.ndarray, written: list[bool]) -> None:
+        """`lines`: the non-zero lines, in order; `written[i]`: whether line `i` is one of them."""
+        line_bytes = self.row_shape[-1] * self.dtype.itemsize
+        # One write per run of data lines, one seek per run of zero lines (a dozen lines: plain Python).
+        start = taken = 0
+        for stop in range(1, len(written) + 1):
+            if stop < len(written) and written[stop] == written[start]:
+                continue
+            if written[start]:
+                self.handle.write(_raw_bytes(lines[taken : taken + stop - start]))
+                taken += stop - start
+            else:
+                self.handle.seek((stop - start) * line_bytes, os.SEEK_CUR)
+            start = stop
 
     def close(self) -> None:
         header = _npy_header((self.count, *self.row_shape), self.dtype)
@@ -165,14 +182,22 @@ class RecordStoreWriter:
         if exc_type is not None:
             self.discard()
 
-    def append(self, signal: np.ndarray, row: dict[str, Any], window: np.ndarray | None = None) -> None:
+    def append(
+        self,
+        signal: np.ndarray,
+        row: dict[str, Any],
+        window: np.ndarray | None = None,
+        lead_mask: np.ndarray | None = None,
+    ) -> None:
         """Add one record (`signal` shaped `row_shape`) with its index row.
 
         `window` (optional, `[present leads, samples]`) is a longer view of the same record,
         kept for training crops and multi-window inference; its leads are the `True` entries of
-        the row's lead mask, in lead order.
+        the row's lead mask, in lead order. With `lead_mask`, `signal` is `[present leads,
+        samples]` in the same way (absent leads are zero), which spares building the full row.
         """
-        if signal.shape != self.row_shape:
+        shape = signal.shape if lead_mask is None else (len(lead_mask), signal.shape[-1])
+        if shape != self.row_shape or (lead_mask is not None and signal.shape[0] != np.count_nonzero(lead_mask)):
             raise ValueError(f"signal shape {signal.shape} != store row shape {self.row_shape}")
         if self._shard is None:
             name = f"signals-{self.generation}-{len(self._shards):05d}.npy"
@@ -186,7 +211,7 @@ class RecordStoreWriter:
             placement.update(window_offset=self._windows.count, window_samples=int(window.shape[-1]))
             self._windows.append(window.reshape(-1))
         self.rows.append({**row, **placement})
-        self._shard.append(signal[None])
+        self._shard.append(signal[None] if lead_mask is None else signal, lead_mask)
         if self._shard.count == self.shard_size:
             self._close_shard()
 
