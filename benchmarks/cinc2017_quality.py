@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import tempfile
 import resource
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.benchmark_results import write_result
-from ecg_assets.core.datasets import detect_layout
+from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.evaluation import evaluate_checkpoint
 from ecg_assets.core.label_mapping import build_label_mapping
 from ecg_assets.core.model import ECGResNet1D, count_parameters
@@ -57,7 +57,7 @@ def run_quality(data_dir: Path, work_dir: Path, config: dict | None = None) -> Q
     dataset = data_dir / "cinc2017"
     mapping = build_label_mapping(dataset, "cinc2017")
     store, _ = process_records(
-        dataset, detect_layout(dataset), mapping.included, work_dir / "processed", RecordProcessingConfig()
+        dataset, detect_format(dataset), mapping.included, work_dir / "processed", RecordProcessingConfig()
     )
     splits = stratified_split(store.index["label"].tolist(), SplitConfig())
     config = TrainingConfig(**(config if config is not None else QUALITY_CONFIG))

@@ -1,7 +1,7 @@
 """The design the store replaces: one compressed `.npz` per record, read back one by one.
 
 A faithful re-implementation of the original notebook pipeline's storage: records are read and
-preprocessed sequentially with the same code as the store (`layout.read` + `signal.preprocess`),
+preprocessed sequentially with the same code as the store (`dataset_format.read` + `signal.preprocess`),
 each one saved with `np.savez_compressed` as float32, and a torch `Dataset` opens and
 decompresses one file per item behind a `DataLoader`.
 """
@@ -15,13 +15,15 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ecg_assets.core.datasets import DatasetLayout
+from ecg_assets.core.datasets import DatasetFormat
 from ecg_assets.core.labels import LABEL_TO_INDEX
 from ecg_assets.core.records import RecordEntry
 from ecg_assets.core.signal import PreprocessConfig, preprocess
 
 
-def preprocess_to_npz(dataset_dir: Path, layout: DatasetLayout, records: pd.DataFrame, out_dir: Path) -> list[Path]:
+def preprocess_to_npz(
+    dataset_dir: Path, dataset_format: DatasetFormat, records: pd.DataFrame, out_dir: Path
+) -> list[Path]:
     """Sequentially read, preprocess and `savez_compressed` every record; returns the files written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     config = PreprocessConfig()
@@ -29,7 +31,7 @@ def preprocess_to_npz(dataset_dir: Path, layout: DatasetLayout, records: pd.Data
     for row in records.itertuples(index=False):
         entry = RecordEntry(row.record_id, row.source_file, tuple(row.native_labels.split(";")), row.patient_id)
         try:
-            recording = layout.read(dataset_dir, entry, max_duration_s=config.target_length / config.target_fs)
+            recording = dataset_format.read(dataset_dir, entry, max_duration_s=config.target_length / config.target_fs)
             result = preprocess(recording.signal, recording.fs, recording.lead_names, config)
         except Exception:  # the notebook skipped unreadable records too
             continue

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ecg_assets.core.datasets import detect_layout
+from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.label_mapping import build_label_mapping
 from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
 
@@ -43,7 +43,7 @@ def main() -> None:
     data_dir, n_records, out_dir = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
     dataset = data_dir / "cinc2017"
     records = build_label_mapping(dataset, "cinc2017").included.head(n_records)
-    _, report = process_records(dataset, detect_layout(dataset), records, out_dir, RecordProcessingConfig())
+    _, report = process_records(dataset, detect_format(dataset), records, out_dir, RecordProcessingConfig())
     kib = 1024  # ru_maxrss is in KiB on Linux
     peaks = {
         "records": report.processed,

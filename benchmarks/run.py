@@ -28,7 +28,7 @@ from benchmarks.cinc2017_quality import QUALITY_CONFIG, run_quality
 from benchmarks.npz_baseline import npz_loader, preprocess_to_npz
 from benchmarks.peak_rss import measure_peak_rss
 from ecg_assets.core.data import StoreBatches
-from ecg_assets.core.datasets import detect_layout
+from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.label_mapping import build_label_mapping
 from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
 from ecg_assets.core.splits import SplitConfig, stratified_split
@@ -64,16 +64,16 @@ def machine_section() -> dict:
 
 def bench_preprocessing(dataset: Path, records, work: Path, repeats: int) -> dict:
     """Records/s of a cold run of both designs producing the same canonical tensors (no long windows)."""
-    layout = detect_layout(dataset)
+    dataset_format = detect_format(dataset)
     like_for_like = RecordProcessingConfig(training_window_s=0)
     ours, baseline = [], []
     for attempt in range(repeats):
         store_dir, npz_dir = work / f"store-{attempt}", work / f"npz-{attempt}"
         started = time.perf_counter()
-        store, report = process_records(dataset, layout, records, store_dir, like_for_like)
+        store, report = process_records(dataset, dataset_format, records, store_dir, like_for_like)
         ours.append(report.processed / (time.perf_counter() - started))
         started = time.perf_counter()
-        files = preprocess_to_npz(dataset, layout, records, npz_dir)
+        files = preprocess_to_npz(dataset, dataset_format, records, npz_dir)
         baseline.append(len(files) / (time.perf_counter() - started))
         logger.info("preprocess attempt %d: store %.0f rec/s, npz %.0f rec/s", attempt + 1, ours[-1], baseline[-1])
     with np.load(files[0]) as archive:  # same tensors, up to float16 rounding

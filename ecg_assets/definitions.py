@@ -2,12 +2,12 @@
 
 import dagster as dg
 
-from ecg_assets.assets import ecg_assets
-from ecg_assets.automation import ecg_schedules, ecg_sensors
-from ecg_assets.checks import ecg_checks
-from ecg_assets.jobs import ecg_jobs, ecg_pipeline_job, retrain_job
-from ecg_assets.resources import EcgPathsResource, TorchDeviceResource
-from ecg_assets.settings import Settings
+from ecg_assets.core.settings import Settings
+from ecg_assets.defs.assets import ecg_assets
+from ecg_assets.defs.automation import ecg_schedules, ecg_sensors
+from ecg_assets.defs.checks import ecg_checks
+from ecg_assets.defs.jobs import ecg_jobs, ecg_pipeline_job, retrain_job
+from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 
 __all__ = ["build_definitions", "defs", "ecg_pipeline_job", "retrain_job", "step_executor"]
 

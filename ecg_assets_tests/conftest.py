@@ -10,7 +10,7 @@ import pytest
 import wfdb
 
 from ecg_assets.core.demo import ensure_demo_dataset
-from ecg_assets.resources import EcgPathsResource, TorchDeviceResource
+from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = (PROJECT_ROOT.parent / "shared" / "data").resolve()

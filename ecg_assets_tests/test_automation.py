@@ -8,14 +8,14 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from ecg_assets import automation
-from ecg_assets.assets import ecg_assets
-from ecg_assets.checks import ecg_checks
 from ecg_assets.core.demo import ensure_demo_dataset
 from ecg_assets.definitions import defs
-from ecg_assets.jobs import ecg_jobs
-from ecg_assets.partitions import dataset_partitions
-from ecg_assets.resources import EcgPathsResource
+from ecg_assets.defs import automation
+from ecg_assets.defs.assets import ecg_assets
+from ecg_assets.defs.checks import ecg_checks
+from ecg_assets.defs.jobs import ecg_jobs
+from ecg_assets.defs.partitions import dataset_partitions
+from ecg_assets.defs.resources import EcgPathsResource
 
 from .conftest import cpu_resources
 

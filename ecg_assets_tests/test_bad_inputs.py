@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import scipy.io
 
-from ecg_assets.assets import label_mapping, processed_records
-from ecg_assets.core.datasets import detect_layout
+from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.label_mapping import build_label_mapping
 from ecg_assets.core.labels import LabelMappingError
 from ecg_assets.core.preprocessing import process_records
 from ecg_assets.core.signal import PreprocessConfig
-from ecg_assets.resources import EcgPathsResource
+from ecg_assets.defs.assets import label_mapping, processed_records
+from ecg_assets.defs.resources import EcgPathsResource
 
 from .conftest import sine_leads, write_wfdb_record
 
@@ -179,7 +179,7 @@ def cinc2017_folder(folder: Path, cases) -> Path:
 
 def _process(folder: Path, out: Path):
     mapping = build_label_mapping(folder, folder.name)
-    return process_records(folder, detect_layout(folder), mapping.included, out, PreprocessConfig())
+    return process_records(folder, detect_format(folder), mapping.included, out, PreprocessConfig())
 
 
 @pytest.mark.parametrize("make", list(WFDB_CASES), ids=lambda make: make.__name__)
@@ -239,7 +239,7 @@ def _materialize(data_dir: Path, artifacts: Path, partition: str) -> dg.ExecuteI
 
 
 # The partition keys are fixed when the code location loads (the demo's two names in tests), so the
-# asset-level tests put their generated real-layout datasets in folders carrying those names.
+# asset-level tests put their generated real-format datasets in folders carrying those names.
 WFDB_PARTITION, CINC2017_PARTITION = "demo_cinc2021", "demo_cinc2017"
 
 
@@ -285,7 +285,7 @@ def test_label_csv_without_required_columns_fails_the_label_mapping_asset(tmp_pa
 _MEASURE = """
 import json, sys
 from pathlib import Path
-from ecg_assets.core.datasets import detect_layout
+from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.records import RecordEntry
 
 def status_kib(key):
@@ -294,12 +294,12 @@ def status_kib(key):
 growth = {}
 for folder, source, window in json.loads(sys.argv[1]):
     folder = Path(folder)
-    layout = detect_layout(folder)
-    layout.read(folder, RecordEntry("warm-up", source), 10.0)  # lazy imports and caches
+    dataset_format = detect_format(folder)
+    dataset_format.read(folder, RecordEntry("warm-up", source), 10.0)  # lazy imports and caches
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")
     before = status_kib("VmRSS")
-    recording = layout.read(folder, RecordEntry("measured", source), window)
+    recording = dataset_format.read(folder, RecordEntry("measured", source), window)
     growth[f"{source} window={window}"] = (status_kib("VmHWM") - before) / 1024
     del recording
 print(json.dumps(growth))

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from benchmarks.npz_baseline import npz_loader, preprocess_to_npz
-from ecg_assets.core.datasets import detect_layout
+from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.label_mapping import build_label_mapping
 from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
 
@@ -12,9 +12,11 @@ from ecg_assets.core.preprocessing import RecordProcessingConfig, process_record
 def test_npz_baseline_holds_the_same_tensors_as_the_store(demo_root, tmp_path):
     folder = demo_root / "demo_cinc2017"
     records = build_label_mapping(folder, "demo_cinc2017").included.head(20)
-    layout = detect_layout(folder)
-    store, _ = process_records(folder, layout, records, tmp_path / "store", RecordProcessingConfig(training_window_s=0))
-    files = preprocess_to_npz(folder, layout, records, tmp_path / "npz")
+    dataset_format = detect_format(folder)
+    store, _ = process_records(
+        folder, dataset_format, records, tmp_path / "store", RecordProcessingConfig(training_window_s=0)
+    )
+    files = preprocess_to_npz(folder, dataset_format, records, tmp_path / "npz")
     assert [path.stem for path in files] == store.index["record_id"].tolist()
     for position, path in enumerate(files):
         with np.load(path) as archive:

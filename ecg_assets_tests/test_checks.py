@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecg_assets import checks
-from ecg_assets.assets import ecg_assets
-from ecg_assets.core.layout import PartitionLayout
-from ecg_assets.core.storage import atomic_write_json, read_json
+from ecg_assets.core.artifacts import PartitionArtifacts
+from ecg_assets.core.atomic_io import atomic_write_json, read_json
 from ecg_assets.core.store import RecordStore
 from ecg_assets.definitions import defs
-from ecg_assets.resources import EcgPathsResource
+from ecg_assets.defs import checks
+from ecg_assets.defs.assets import ecg_assets
+from ecg_assets.defs.resources import EcgPathsResource
 
 from .conftest import cpu_resources
 
@@ -100,98 +100,98 @@ def smoke_artifacts(tmp_path_factory):
 
 
 @pytest.fixture
-def layout(smoke_artifacts, tmp_path):
+def artifacts(smoke_artifacts, tmp_path):
     """A private copy of the smoke artifacts, free to break."""
     shutil.copytree(smoke_artifacts / "demo_cinc2017", tmp_path / "demo_cinc2017")
-    return PartitionLayout(tmp_path, "demo_cinc2017")
+    return PartitionArtifacts(tmp_path, "demo_cinc2017")
 
 
-def test_intact_artifacts_pass_every_blocking_check(layout):
-    assert checks.finite_signals_result(layout).passed
-    assert checks.labels_match_result(layout, smoke_test=True).passed
-    assert checks.split_disjointness_result(layout).passed
-    usable = checks.split_usability_result(layout)
+def test_intact_artifacts_pass_every_blocking_check(artifacts):
+    assert checks.finite_signals_result(artifacts).passed
+    assert checks.labels_match_result(artifacts, smoke_test=True).passed
+    assert checks.split_disjointness_result(artifacts).passed
+    usable = checks.split_usability_result(artifacts)
     assert usable.metadata["empty_splits"].value == "none"  # at most a WARN flag, never blocking here
 
 
-def test_nan_in_a_processed_record_fails(layout):
-    store = RecordStore(layout.processed)
-    shard = np.load(layout.processed / store.manifest["shards"][0]["file"], mmap_mode="r+")
+def test_nan_in_a_processed_record_fails(artifacts):
+    store = RecordStore(artifacts.processed)
+    shard = np.load(artifacts.processed / store.manifest["shards"][0]["file"], mmap_mode="r+")
     shard[4, 2, 100] = np.nan
     shard.flush()
     del shard
-    result = checks.finite_signals_result(layout)
+    result = checks.finite_signals_result(artifacts)
     assert not result.passed and result.metadata["non_finite_records"].value == 1
     assert result.metadata["examples"].value == store.index["record_id"].iloc[4]
 
 
-def test_label_drift_and_dropped_records_fail_the_label_comparison(layout):
-    table = pd.read_csv(layout.label_mapping, dtype=str, keep_default_na=False)
+def test_label_drift_and_dropped_records_fail_the_label_comparison(artifacts):
+    table = pd.read_csv(artifacts.label_mapping, dtype=str, keep_default_na=False)
     first = table.index[table["mapped_label"] != ""][0]
     record_id = table.loc[first, "record_id"]
     table.loc[first, "mapped_label"] = "MI" if table.loc[first, "mapped_label"] != "MI" else "AF"
-    table.to_csv(layout.label_mapping, index=False)
-    drifted = checks.labels_match_result(layout, smoke_test=True)
+    table.to_csv(artifacts.label_mapping, index=False)
+    drifted = checks.labels_match_result(artifacts, smoke_test=True)
     assert not drifted.passed and drifted.metadata["relabelled"].value == record_id
     # outside a smoke test, the 10 processed records do not account for the whole mapping
-    assert "neither_processed_nor_failed" in checks.labels_match_result(layout, smoke_test=False).metadata
-    assert not checks.labels_match_result(layout, smoke_test=False).passed
+    assert "neither_processed_nor_failed" in checks.labels_match_result(artifacts, smoke_test=False).metadata
+    assert not checks.labels_match_result(artifacts, smoke_test=False).passed
 
 
-def test_records_or_patients_in_two_splits_fail(layout):
-    payload = read_json(layout.splits)
+def test_records_or_patients_in_two_splits_fail(artifacts):
+    payload = read_json(artifacts.splits)
     payload["val"].append(payload["train"][0])
-    atomic_write_json(layout.splits, payload)
-    result = checks.split_disjointness_result(layout)
+    atomic_write_json(artifacts.splits, payload)
+    result = checks.split_disjointness_result(artifacts)
     assert not result.passed and result.metadata["records_in_several_splits"].value == 1
 
 
-def test_one_patient_in_train_and_test_fails(layout):
-    payload = read_json(layout.splits)
-    store = RecordStore(layout.processed)
-    index_file = layout.processed / store.manifest["index_file"]
+def test_one_patient_in_train_and_test_fails(artifacts):
+    payload = read_json(artifacts.splits)
+    store = RecordStore(artifacts.processed)
+    index_file = artifacts.processed / store.manifest["index_file"]
     index = pd.read_csv(index_file, dtype=str, keep_default_na=False)
     index.loc[[payload["train"][0], payload["test"][0]], "patient_id"] = "patient-7"
     index.to_csv(index_file, index=False)
-    result = checks.split_disjointness_result(layout)
+    result = checks.split_disjointness_result(artifacts)
     assert not result.passed
     assert result.metadata["patients_in_several_splits"].value == 1
     assert result.metadata["patient_examples"].value == "patient-7 in test+train"
 
 
-def test_an_empty_split_is_an_error_and_a_class_missing_from_validation_a_warning(layout):
-    payload = read_json(layout.splits)
-    labels = RecordStore(layout.processed).index["label"]
+def test_an_empty_split_is_an_error_and_a_class_missing_from_validation_a_warning(artifacts):
+    payload = read_json(artifacts.splits)
+    labels = RecordStore(artifacts.processed).index["label"]
     payload["train"] += payload["val"]
     payload["val"] = []
-    atomic_write_json(layout.splits, payload)
-    empty = checks.split_usability_result(layout)
+    atomic_write_json(artifacts.splits, payload)
+    empty = checks.split_usability_result(artifacts)
     assert not empty.passed and empty.severity == dg.AssetCheckSeverity.ERROR
     assert empty.metadata["empty_splits"].value == "val"
 
     kept = payload["train"].pop()
     payload["val"] = [kept]
-    atomic_write_json(layout.splits, payload)
-    flagged = checks.split_usability_result(layout)
+    atomic_write_json(artifacts.splits, payload)
+    flagged = checks.split_usability_result(artifacts)
     missing = set(labels.iloc[payload["train"]]) - {labels.iloc[kept]}
     assert missing
     assert not flagged.passed and flagged.severity == dg.AssetCheckSeverity.WARN
     assert set(flagged.metadata["train_classes_missing_from_val"].value.split(", ")) == missing
 
 
-def test_failed_share_above_threshold_is_a_warning(layout):
-    failures = layout.processed / "failures.csv"
+def test_failed_share_above_threshold_is_a_warning(artifacts):
+    failures = artifacts.processed / "failures.csv"
     pd.DataFrame({"record_id": ["x1", "x2"], "reason": ["corrupt", "corrupt"]}).to_csv(failures, index=False)
-    assert checks.failed_share_result(layout, max_failed_share=0.5).passed
-    result = checks.failed_share_result(layout, max_failed_share=0.1)
+    assert checks.failed_share_result(artifacts, max_failed_share=0.5).passed
+    result = checks.failed_share_result(artifacts, max_failed_share=0.1)
     assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
     assert result.metadata["failed_share"].value == pytest.approx(2 / 12, abs=1e-4)
 
 
 @pytest.mark.parametrize(("macro_f1", "passed"), [(0.61, True), (0.3, False), (0.3333, False)])
 def test_majority_baseline_check(tmp_path, macro_f1, passed):
-    layout = PartitionLayout(tmp_path, "demo")
-    layout.root.mkdir()
-    layout.test_metrics.write_text(json.dumps({"macro_f1": macro_f1, "majority_class_macro_f1": 0.3333}))
-    result = checks.majority_baseline_result(layout)
+    artifacts = PartitionArtifacts(tmp_path, "demo")
+    artifacts.root.mkdir()
+    artifacts.test_metrics.write_text(json.dumps({"macro_f1": macro_f1, "majority_class_macro_f1": 0.3333}))
+    result = checks.majority_baseline_result(artifacts)
     assert result.passed is passed and result.severity == dg.AssetCheckSeverity.WARN

@@ -4,11 +4,11 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from ecg_assets.assets import ecg_assets, trained_model
 from ecg_assets.core.demo import MARKER_FILE
 from ecg_assets.definitions import defs
-from ecg_assets.partitions import dataset_partitions
-from ecg_assets.resources import EcgPathsResource, TorchDeviceResource
+from ecg_assets.defs.assets import ecg_assets, trained_model
+from ecg_assets.defs.partitions import dataset_partitions
+from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 
 from .conftest import cpu_resources
 

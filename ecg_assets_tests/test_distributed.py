@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from ecg_assets.assets import ecg_assets
 from ecg_assets.core.checkpoints import file_sha256, load_checkpoint
 from ecg_assets.core.data import StoreBatches
-from ecg_assets.core.distributed import Ranks
+from ecg_assets.core.ddp import Ranks
 from ecg_assets.core.store import RecordStore, RecordStoreWriter
 from ecg_assets.core.training import DeviceSettings, TrainingConfig, train_model
-from ecg_assets.distributed import torchrun_command
-from ecg_assets.resources import TorchDeviceResource
+from ecg_assets.defs.assets import ecg_assets
+from ecg_assets.defs.resources import TorchDeviceResource
+from ecg_assets.defs.torchrun import torchrun_command
 
 from .conftest import PROJECT_ROOT, cpu_resources
 

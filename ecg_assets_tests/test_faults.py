@@ -20,18 +20,19 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from ecg_assets.assets import label_mapping, processed_records
-from ecg_assets.core import storage, store as store_module
+from ecg_assets.core import atomic_io
+from ecg_assets.core import store as store_module
+from ecg_assets.core.artifacts import PartitionArtifacts
+from ecg_assets.core.atomic_io import StorageError
 from ecg_assets.core.checkpoints import save_checkpoint
-from ecg_assets.core.datasets import detect_layout
+from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.label_mapping import build_label_mapping, write_label_mapping
-from ecg_assets.core.layout import PartitionLayout
 from ecg_assets.core.locks import LockTimeout, exclusive_lock
 from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
 from ecg_assets.core.splits import SplitConfig, assign_splits, write_splits
-from ecg_assets.core.storage import StorageError
 from ecg_assets.core.store import MANIFEST, RecordStore
-from ecg_assets.resources import EcgPathsResource
+from ecg_assets.defs.assets import label_mapping, processed_records
+from ecg_assets.defs.resources import EcgPathsResource
 
 from .conftest import PROJECT_ROOT
 
@@ -123,7 +124,7 @@ def _records(mapping_csv: Path, limit: int | None = None):
 def _process(demo_root: Path, mapping_csv: Path, store_dir: Path, limit: int | None = None):
     folder = demo_root / DATASET
     return process_records(
-        folder, detect_layout(folder), _records(mapping_csv, limit), store_dir, RecordProcessingConfig(), workers=1
+        folder, detect_format(folder), _records(mapping_csv, limit), store_dir, RecordProcessingConfig(), workers=1
     )
 
 
@@ -141,7 +142,7 @@ PROCESS_RECORDS_CHILD = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from ecg_assets.core import preprocessing, store
-    from ecg_assets.core.datasets import detect_layout
+    from ecg_assets.core.datasets import detect_format
     from ecg_assets.core.label_mapping import read_label_mapping
 
     dataset_dir, mapping_csv, store_dir, kill_point, marker = sys.argv[1:]
@@ -169,7 +170,7 @@ PROCESS_RECORDS_CHILD = textwrap.dedent(
     table = read_label_mapping(mapping_csv)
     records = table[table["mapped_label"] != ""]
     preprocessing.process_records(
-        dataset_dir, detect_layout(dataset_dir), records, store_dir, preprocessing.RecordProcessingConfig(), workers=1
+        dataset_dir, detect_format(dataset_dir), records, store_dir, preprocessing.RecordProcessingConfig(), workers=1
     )
     print("finished without being killed")
     """
@@ -197,7 +198,7 @@ def test_sigkill_during_processed_records_loses_nothing_and_the_rerun_is_identic
     # What a reader sees right after the kill: a whole generation, never a temporary file.
     after_kill = store_content(store_dir)
     reader_files = {path.name for path in RecordStore(store_dir).files()}
-    assert not any(storage.is_temp_file(Path(name)) for name in reader_files)
+    assert not any(atomic_io.is_temp_file(Path(name)) for name in reader_files)
     left = _leftovers(store_dir)
     if kill_point == "mid_shard":
         assert after_kill == earlier, "the previous generation must stay readable, unchanged"
@@ -223,9 +224,9 @@ LOCKED_WRITER_CHILD = textwrap.dedent(
     import logging, sys, time
     from pathlib import Path
     from ecg_assets.core import preprocessing, store
-    from ecg_assets.core.datasets import detect_layout
+    from ecg_assets.core.datasets import detect_format
     from ecg_assets.core.label_mapping import read_label_mapping
-    from ecg_assets.core.layout import PartitionLayout
+    from ecg_assets.core.artifacts import PartitionArtifacts
     from ecg_assets.core.locks import partition_lock
 
     artifacts, dataset_dir, mapping_csv, name, marker = sys.argv[1:]
@@ -235,13 +236,13 @@ LOCKED_WRITER_CHILD = textwrap.dedent(
         append(self, *args, **kwargs)
         time.sleep(0.01)
     store.RecordStoreWriter.append = slow_append
-    layout = PartitionLayout(Path(artifacts), "demo_cinc2017")
+    artifacts = PartitionArtifacts(Path(artifacts), "demo_cinc2017")
     table = read_label_mapping(mapping_csv)
-    with partition_lock(layout, owner=f"writer {name}"):
+    with partition_lock(artifacts, owner=f"writer {name}"):
         Path(marker).touch()
         preprocessing.process_records(
-            Path(dataset_dir), detect_layout(Path(dataset_dir)), table[table["mapped_label"] != ""],
-            layout.processed, preprocessing.RecordProcessingConfig(), workers=1,
+            Path(dataset_dir), detect_format(Path(dataset_dir)), table[table["mapped_label"] != ""],
+            artifacts.processed, preprocessing.RecordProcessingConfig(), workers=1,
         )
     print(f"writer {name} done")
     """
@@ -396,9 +397,9 @@ def test_sigkill_during_trained_model_resumes_from_latest_and_ends_like_an_unint
 @pytest.mark.slow
 def test_a_run_waits_for_the_partition_lock_and_logs_who_held_it(tmp_path):
     env = _cli_env(tmp_path)
-    layout = PartitionLayout(tmp_path / "artifacts", DATASET)
+    artifacts = PartitionArtifacts(tmp_path / "artifacts", DATASET)
     pipeline_log = tmp_path / "artifacts" / "logs" / "pipeline.log"
-    with exclusive_lock(layout.lock_file, "the test's other run"):
+    with exclusive_lock(artifacts.lock_file, "the test's other run"):
         run = _materialize(env, "label_mapping", tmp_path / "run.out")
         _wait_for(
             lambda: pipeline_log.is_file() and "waiting for the lock" in pipeline_log.read_text(),
@@ -415,7 +416,7 @@ def test_a_run_waits_for_the_partition_lock_and_logs_who_held_it(tmp_path):
         messages = [entry.user_message for entry in instance.all_logs(record.run_id)]
     waiting = next(message for message in messages if "waiting for the lock" in message)
     owner = f"run {record.run_id} (label_mapping)"
-    assert waiting.startswith(f"{owner}: waiting for the lock {layout.lock_file}, held by the test's other run ")
+    assert waiting.startswith(f"{owner}: waiting for the lock {artifacts.lock_file}, held by the test's other run ")
     assert f"(pid {os.getpid()} on " in waiting
     acquired = next(message for message in messages if "acquired the lock" in message)
     assert float(acquired.rsplit("after waiting ", 1)[1].split(" s ")[0]) >= 1.0
@@ -426,12 +427,12 @@ def test_a_run_waits_for_the_partition_lock_and_logs_who_held_it(tmp_path):
 
 
 class _InjectedDisk:
-    """Writes through `storage.open_new_file` fail once `size` bytes were written (ENOSPC), or all (EROFS)."""
+    """Writes through `atomic_io.open_new_file` fail once `size` bytes were written (ENOSPC), or all (EROFS)."""
 
     def __init__(self, root: Path, size: int, monkeypatch: pytest.MonkeyPatch):
         self.root, self.free, self.read_only = root, size, False
         root.mkdir()
-        for module in (storage, store_module):
+        for module in (atomic_io, store_module):
             monkeypatch.setattr(module, "open_new_file", self.open_new_file)
 
     def open_new_file(self, path: Path):
@@ -501,7 +502,7 @@ def _process_dataset(dataset_dir: Path, store_dir: Path, limit: int | None = Non
     mapping = build_label_mapping(dataset_dir, dataset_dir.name).included
     records = mapping if limit is None else mapping.head(limit)
     return process_records(
-        dataset_dir, detect_layout(dataset_dir), records, store_dir, RecordProcessingConfig(), workers=1
+        dataset_dir, detect_format(dataset_dir), records, store_dir, RecordProcessingConfig(), workers=1
     )
 
 
@@ -554,12 +555,12 @@ def test_a_read_only_artifacts_folder_fails_the_asset_with_the_path(make_disk, d
     smoke = {"ops": {"processed_records": {"config": {"smoke_test": True}}}}
     assets = [label_mapping, processed_records]
     assert dg.materialize(assets, partition_key=DATASET, resources=resources, run_config=smoke).success
-    layout = PartitionLayout(disk.root, DATASET)
-    mapping_before, store_before = layout.label_mapping.read_bytes(), store_content(layout.processed)
+    artifacts = PartitionArtifacts(disk.root, DATASET)
+    mapping_before, store_before = artifacts.label_mapping.read_bytes(), store_content(artifacts.processed)
     disk.make_read_only()
     result = dg.materialize(assets, partition_key=DATASET, resources=resources, run_config=smoke, raise_on_error=False)
     assert not result.success
     (failure,) = [event for event in result.all_events if event.is_step_failure]
     error = failure.step_failure_data.error.to_string()
     assert f"Read-only file system: '{disk.root}/logs/pipeline.log'" in error
-    assert layout.label_mapping.read_bytes() == mapping_before and store_content(layout.processed) == store_before
+    assert artifacts.label_mapping.read_bytes() == mapping_before and store_content(artifacts.processed) == store_before

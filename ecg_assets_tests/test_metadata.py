@@ -1,16 +1,17 @@
 """What the asset pages show: embedded figures, and the description/group/kinds/code version of every asset."""
 
 import base64
+import shutil
 import re
 
 import dagster as dg
 import numpy as np
 import pytest
 
-from ecg_assets import assets, metadata
-from ecg_assets.core import splits as splits_core
+from ecg_assets.core import versioning
 from ecg_assets.core.store import RecordStoreWriter
-from ecg_assets.resources import EcgPathsResource
+from ecg_assets.defs import assets, metadata
+from ecg_assets.defs.resources import EcgPathsResource
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -70,18 +71,39 @@ def test_every_asset_has_description_group_kinds_and_a_source_code_version():
         spec = asset.specs_by_key[asset.key]
         assert spec.description and len(spec.description) > 40, asset.key
         assert spec.group_name == "ecg_pipeline" and spec.kinds, asset.key
-        assert re.fullmatch(r"[0-9a-f]{12}", spec.code_version), asset.key
+        assert re.fullmatch(r"[0-9a-f]{16}", spec.code_version), asset.key
         versions[asset.key.to_user_string()] = spec.code_version
     assert len(set(versions.values())) == len(versions)
-    assert versions["splits"] == assets.source_version(splits_core, assets.store)
+    assert versions["splits"] == versioning.code_version(versioning.SPLITS_CODE)
+    assert versions["processed_records"] == versioning.code_version(versioning.PROCESSING_CODE)
 
 
-def test_code_version_follows_the_source_of_the_modules_it_names(monkeypatch):
-    before = assets.source_version(splits_core)
-    assert assets.source_version(splits_core) == before  # deterministic
-    original = assets.inspect.getsource
-    monkeypatch.setattr(assets.inspect, "getsource", lambda module: original(module) + "\n# edited\n")
-    assert assets.source_version(splits_core) != before
+def test_the_code_version_covers_every_core_module_a_step_imports():
+    """The module set is computed from the imports, so no reader can be left out of the reuse key."""
+    closure = set(versioning.module_closure(versioning.PROCESSING_CODE))
+    for module in ("matfiles", "readers", "paths", "signal", "store", "datasets.base", "datasets.config"):
+        assert f"ecg_assets.core.{module}" in closure, module
+    assert {f"ecg_assets.core.datasets.{name}" for name in ("cinc2017", "cinc2021", "mat", "ptbxl")} <= closure
+    assert "ecg_assets.core.training" not in closure  # only what preprocessing really depends on
+    training = set(versioning.module_closure(versioning.TRAINING_CODE))
+    assert {"ecg_assets.core.model", "ecg_assets.core.data", "ecg_assets.core.ddp"} <= training
+
+
+def test_code_version_follows_the_source_of_every_module_in_the_closure(tmp_path, monkeypatch):
+    before = versioning.code_version(versioning.SPLITS_CODE)
+    assert versioning.code_version(versioning.SPLITS_CODE) == before  # deterministic
+    core = tmp_path / "core"
+    shutil.copytree(versioning.CORE_DIR, core)
+    with (core / "atomic_io.py").open("a") as handle:  # imported by splits.py, not named anywhere
+        handle.write("\n# edited\n")
+    monkeypatch.setattr(versioning, "CORE_DIR", core)
+    versioning.code_version.cache_clear()
+    versioning.module_closure.cache_clear()
+    try:
+        assert versioning.code_version(versioning.SPLITS_CODE) != before
+    finally:
+        versioning.code_version.cache_clear()
+        versioning.module_closure.cache_clear()
 
 
 def test_a_code_change_marks_the_asset_stale_and_after_it_reruns_its_downstream(tmp_path):

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from scipy.signal import resample_poly
 
-from ecg_assets.core.datasets import detect_layout
+from ecg_assets.core import preprocessing as preprocessing_module
+from ecg_assets.core import store as store_module
+from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.label_mapping import build_label_mapping
-from ecg_assets.core import preprocessing as preprocessing_module, store as store_module
 from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
 from ecg_assets.core.signal import PreprocessConfig, resample
 from ecg_assets.core.store import RecordStore
@@ -24,7 +25,7 @@ def processed_demo(demo_root, tmp_path_factory):
     folder = demo_root / "demo_cinc2021"
     mapping = build_label_mapping(folder, "demo_cinc2021")
     out = tmp_path_factory.mktemp("processed")
-    store, report = process_records(folder, detect_layout(folder), mapping.included, out, PreprocessConfig(), workers=2)
+    store, report = process_records(folder, detect_format(folder), mapping.included, out, PreprocessConfig(), workers=2)
     return mapping, store, report, out
 
 
@@ -64,7 +65,7 @@ def test_flat_lead_is_kept_marked_and_finite(tmp_path):
     folder = tmp_path / "d"
     mapping = build_label_mapping(folder, "d")
     store, report = process_records(
-        folder, detect_layout(folder), mapping.included, tmp_path / "out", PreprocessConfig()
+        folder, detect_format(folder), mapping.included, tmp_path / "out", PreprocessConfig()
     )
     assert report.processed == 1
     assert store.index["flat_mask"].iloc[0] == "000000100000"
@@ -77,7 +78,7 @@ def test_record_without_ecg_leads_fails_with_reason(tmp_path):
     folder = tmp_path / "d"
     mapping = build_label_mapping(folder, "d")
     store, report = process_records(
-        folder, detect_layout(folder), mapping.included, tmp_path / "out", PreprocessConfig()
+        folder, detect_format(folder), mapping.included, tmp_path / "out", PreprocessConfig()
     )
     assert report.processed == 1 and store.index["record_id"].tolist() == ["ok"]
     assert report.failures == [("bp", "no standard ECG lead among channels ABP, RESP")]
@@ -98,7 +99,7 @@ def _small_cinc2017(demo_root, folder, n=12):
 def _process(folder, out, **kwargs):
     mapping = build_label_mapping(folder, folder.name)
     config = kwargs.pop("config", RecordProcessingConfig())
-    return process_records(folder, detect_layout(folder), mapping.included, out, config, **kwargs)
+    return process_records(folder, detect_format(folder), mapping.included, out, config, **kwargs)
 
 
 def test_index_carries_provenance_and_long_records_keep_a_window(demo_root, tmp_path):
@@ -176,7 +177,7 @@ def test_worker_pool_gives_the_same_store_as_one_process(processed_demo, demo_ro
     assert report.workers == 2  # 200 records: the pool was used
     folder = demo_root / "demo_cinc2021"
     inline, inline_report = process_records(
-        folder, detect_layout(folder), mapping.included, tmp_path / "inline", PreprocessConfig(), workers=1
+        folder, detect_format(folder), mapping.included, tmp_path / "inline", PreprocessConfig(), workers=1
     )
     assert inline_report.workers == 1 and inline_report.failures == report.failures
     pd.testing.assert_frame_equal(inline.index, store.index)
@@ -199,7 +200,7 @@ def test_a_multithreaded_caller_gets_a_forkserver_pool(processed_demo, demo_root
     assert preprocessing_module._pool_context().get_start_method() == "forkserver"
     folder = demo_root / "demo_cinc2021"
     served, report = process_records(
-        folder, detect_layout(folder), mapping.included.head(70), tmp_path / "served", PreprocessConfig(), workers=2
+        folder, detect_format(folder), mapping.included.head(70), tmp_path / "served", PreprocessConfig(), workers=2
     )
     assert report.workers == 2 and len(served) == 70
     np.testing.assert_array_equal(served.signals(np.arange(70)), store.signals(np.arange(70)))

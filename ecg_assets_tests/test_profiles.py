@@ -22,8 +22,8 @@ from dagster_k8s.job import construct_dagster_k8s_job, get_user_defined_k8s_conf
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
 from ecg_assets import k8s_definitions
-from ecg_assets.assets import ecg_assets, trained_model
 from ecg_assets.definitions import defs as local_defs
+from ecg_assets.defs.assets import ecg_assets, trained_model
 
 from .conftest import PROJECT_ROOT
 from .postgres_server import find_server_binaries, temporary_postgres

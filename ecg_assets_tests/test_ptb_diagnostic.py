@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecg_assets.core.datasets import detect_layout
+from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.label_mapping import build_label_mapping
 from ecg_assets.core.preprocessing import process_records
 from ecg_assets.core.signal import PreprocessConfig
@@ -59,7 +59,7 @@ def ptb(tmp_path_factory) -> Path:
 
 
 def test_layout_labels_and_patients(ptb):
-    assert detect_layout(ptb).name == "ptb_diagnostic"
+    assert detect_format(ptb).name == "ptb_diagnostic"
     mapping = build_label_mapping(ptb, "ptbdb")
     table = mapping.table.set_index("record_id")
     for record, (reason, label) in RECORDS.items():
@@ -70,9 +70,9 @@ def test_layout_labels_and_patients(ptb):
 
 
 def test_standard_leads_are_read_at_1000_hz_and_frank_leads_are_not(ptb):
-    layout = detect_layout(ptb)
-    entry = next(entry for entry in layout.scan(ptb).entries if entry.record_id == "patient104/s0306lre")
-    recording = layout.read(ptb, entry, max_duration_s=10.0)
+    dataset_format = detect_format(ptb)
+    entry = next(entry for entry in dataset_format.scan(ptb).entries if entry.record_id == "patient104/s0306lre")
+    recording = dataset_format.read(ptb, entry, max_duration_s=10.0)
     assert recording.fs == 1000.0 and recording.lead_names == STANDARD
     assert recording.signal.shape == (12, 10001) and recording.original_samples == SAMPLES
     expected = write_ptb_record(ptb.parent / "copy", "s0306lre", "Healthy control", seed=2)
@@ -81,7 +81,7 @@ def test_standard_leads_are_read_at_1000_hz_and_frank_leads_are_not(ptb):
 
 def test_processing_and_patient_grouped_splits(ptb, tmp_path):
     mapping = build_label_mapping(ptb, "ptbdb")
-    store, report = process_records(ptb, detect_layout(ptb), mapping.included, tmp_path, PreprocessConfig())
+    store, report = process_records(ptb, detect_format(ptb), mapping.included, tmp_path, PreprocessConfig())
     assert report.processed == len(RECORDS) and not report.failures
     assert set(store.index["lead_mask"]) == {"1" * 12} and set(store.index["original_fs"]) == {1000.0}
     result = assign_splits(store.index["label"].tolist(), SplitConfig(), store.index["patient_id"].tolist())
@@ -97,5 +97,5 @@ def test_missing_frank_lead_file_fails_the_record_with_its_reason(ptb, tmp_path)
     write_ptb_record(root / "patient002", "s0015lre", "Myocardial infarction")
     (root / "patient002" / "s0015lre.xyz").unlink()
     mapping = build_label_mapping(root, "ptbdb")
-    _, report = process_records(root, detect_layout(root), mapping.included, tmp_path / "out", PreprocessConfig())
+    _, report = process_records(root, detect_format(root), mapping.included, tmp_path / "out", PreprocessConfig())
     assert report.failures == [("patient002/s0015lre", "header names signal file s0015lre.xyz, which does not exist")]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ecg_assets.core.datasets import detect_layout
+from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.label_mapping import build_label_mapping
 from ecg_assets.core.labels import LabelMappingError
 from ecg_assets.core.preprocessing import process_records
@@ -114,7 +114,7 @@ def mapping(ptbxl):
 
 
 def test_layout_is_detected(ptbxl):
-    assert detect_layout(ptbxl).name == "ptbxl"
+    assert detect_format(ptbxl).name == "ptbxl"
 
 
 def test_labels_follow_the_scp_table_and_keep_all_codes(mapping):
@@ -137,7 +137,7 @@ def test_rows_and_files_that_do_not_match_are_listed(mapping):
 
 
 def test_records_are_read_at_500_hz_with_twelve_leads(ptbxl, mapping, tmp_path):
-    store, report = process_records(ptbxl, detect_layout(ptbxl), mapping.included, tmp_path, PreprocessConfig())
+    store, report = process_records(ptbxl, detect_format(ptbxl), mapping.included, tmp_path, PreprocessConfig())
     assert report.processed == len(RECORDS) and not report.failures
     assert set(store.index["original_fs"]) == {500.0} and set(store.index["original_samples"]) == {5000}
     assert set(store.index["lead_mask"]) == {"1" * 12}  # AVR/AVL/AVF match aVR/aVL/aVF
@@ -158,7 +158,7 @@ def test_duplicate_ecg_id_is_listed_and_skipped_once(tmp_path):
     assert ("1", "duplicate record id '1': an earlier row with this id is processed, this one is skipped") in (
         mapping.problems
     )
-    store, report = process_records(root, detect_layout(root), mapping.included, tmp_path / "out", PreprocessConfig())
+    store, report = process_records(root, detect_format(root), mapping.included, tmp_path / "out", PreprocessConfig())
     assert report.failures == [("1", mapping.problems[-1][1])]
     assert store.index["record_id"].tolist().count("1") == 1
 
@@ -193,8 +193,8 @@ def test_splits_asset_reads_strat_fold_from_the_label_mapping(tmp_path):
 
     import dagster as dg
 
-    from ecg_assets.assets import label_mapping, processed_records, splits
-    from ecg_assets.resources import EcgPathsResource
+    from ecg_assets.defs.assets import label_mapping, processed_records, splits
+    from ecg_assets.defs.resources import EcgPathsResource
 
     # Partition keys are fixed at load time (the demo's names in tests): the PTB-XL folder takes one of them.
     write_ptbxl(tmp_path / "data" / "demo_cinc2017")

@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from ecg_assets.core.datasets import detect_layout
+from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.label_mapping import build_label_mapping
 from ecg_assets.core.preprocessing import process_records
 from ecg_assets.core.readers import comment_value, header_comments
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.shared_data
 def test_cinc2017_maps_exactly_as_its_reference_says(shared_data):
     folder = shared_data / "cinc2017"
     mapping = build_label_mapping(folder, "cinc2017")
-    assert mapping.layout == "cinc2017" and mapping.problems == [] and mapping.unlabelled.empty
+    assert mapping.dataset_format == "cinc2017" and mapping.problems == [] and mapping.unlabelled.empty
     with (folder / "REFERENCE-v3.csv").open(newline="") as handle:
         reference = [row for row in csv.reader(handle) if row]
     assert len(reference) == len(mapping.table) == 3000
@@ -36,7 +36,7 @@ CINC2021_NORM = {"E07506", "E07511", "E07513", "E07515", "E07518", *(f"HR0600{i}
 def test_cinc2021_maps_its_snomed_codes_record_by_record(shared_data, tmp_path):
     folder = shared_data / "cinc2021"
     mapping = build_label_mapping(folder, "cinc2021")
-    assert mapping.layout == "cinc2021" and len(mapping.table) == 50 and not mapping.problems
+    assert mapping.dataset_format == "cinc2021" and len(mapping.table) == 50 and not mapping.problems
     for record in mapping.table.itertuples():
         codes = comment_value(header_comments(folder / record.source_file), "Dx").split(",")
         assert record.native_labels.split(";") == codes  # every native code kept, in order
@@ -44,7 +44,7 @@ def test_cinc2021_maps_its_snomed_codes_record_by_record(shared_data, tmp_path):
             "BBB" if record.record_id in CINC2021_BBB else "NORM" if record.record_id in CINC2021_NORM else "OTHER"
         )
         assert record.mapped_label == expected, (record.record_id, codes)
-    store, report = process_records(folder, detect_layout(folder), mapping.included, tmp_path, PreprocessConfig())
+    store, report = process_records(folder, detect_format(folder), mapping.included, tmp_path, PreprocessConfig())
     assert report.processed == 50 and not report.failures
     assert set(store.index["original_fs"]) == {500.0}
 
@@ -63,13 +63,13 @@ def test_wfdb_samples_processes_what_is_ecg_and_explains_what_is_not(shared_data
     folder = shared_data / "wfdb_samples"
     mapping = build_label_mapping(folder, "wfdb_samples")
     table = mapping.table.set_index("record_id")
-    assert mapping.layout == "wfdb" and set(table.index) == {*WFDB_SAMPLES, *DUPLICATE_HEADERS}
+    assert mapping.dataset_format == "wfdb" and set(table.index) == {*WFDB_SAMPLES, *DUPLICATE_HEADERS}
     for duplicate, kept in DUPLICATE_HEADERS.items():
         assert table.loc[duplicate, "mapped_label"] == ""
         assert f"as record {kept}, which is processed instead" in table.loc[duplicate, "excluded_reason"]
     assert comment_value(header_comments(folder / "s0010_re.hea"), "Reason for admission") == "Myocardial infarction"
 
-    store, report = process_records(folder, detect_layout(folder), mapping.included, tmp_path, PreprocessConfig())
+    store, report = process_records(folder, detect_format(folder), mapping.included, tmp_path, PreprocessConfig())
     assert not report.failures and sorted(store.index["record_id"]) == sorted(WFDB_SAMPLES)
     index = store.index.set_index("record_id")
     for record, (mask, fs, samples, unused) in WFDB_SAMPLES.items():
@@ -81,10 +81,10 @@ def test_wfdb_samples_processes_what_is_ecg_and_explains_what_is_not(shared_data
 
 def test_headers_without_length_read_the_same_signal(shared_data):
     folder = shared_data / "wfdb_samples"
-    layout = detect_layout(folder)
-    entries = {entry.record_id: entry for entry in layout.scan(folder).entries}
+    dataset_format = detect_format(folder)
+    entries = {entry.record_id: entry for entry in dataset_format.scan(folder).entries}
     for duplicate, kept in DUPLICATE_HEADERS.items():
-        with_length = layout.read(folder, entries[kept], max_duration_s=10.0)
-        without = layout.read(folder, entries[duplicate], max_duration_s=10.0)
+        with_length = dataset_format.read(folder, entries[kept], max_duration_s=10.0)
+        without = dataset_format.read(folder, entries[duplicate], max_duration_s=10.0)
         assert without.original_samples == with_length.original_samples  # inferred from the file size
         assert (without.signal == with_length.signal).all()

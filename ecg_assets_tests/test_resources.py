@@ -1,4 +1,4 @@
-from ecg_assets.resources import TorchDeviceResource
+from ecg_assets.defs.resources import TorchDeviceResource
 
 
 def test_cpu_settings_keep_the_cores_for_the_model():

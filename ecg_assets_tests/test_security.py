@@ -16,18 +16,18 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ecg_assets.assets import ecg_assets, label_mapping, processed_records, test_metrics, trained_model
+from ecg_assets.core.artifacts import PartitionArtifacts
 from ecg_assets.core.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from ecg_assets.core.datasets import detect_layout
+from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.datasets.config import DatasetConfigError
 from ecg_assets.core.fingerprint import folder_fingerprint
 from ecg_assets.core.label_mapping import build_label_mapping
-from ecg_assets.core.layout import PartitionLayout
 from ecg_assets.core.paths import OutsideFolderError
 from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
+from ecg_assets.core.settings import Settings
 from ecg_assets.core.store import RecordStore
-from ecg_assets.resources import EcgPathsResource
-from ecg_assets.settings import Settings
+from ecg_assets.defs.assets import ecg_assets, label_mapping, processed_records, test_metrics, trained_model
+from ecg_assets.defs.resources import EcgPathsResource
 
 from .conftest import PROJECT_ROOT, cpu_resources, sine_leads, write_wfdb_record
 
@@ -118,7 +118,7 @@ def hostile(tmp_path, demo_root):
     _header_naming(wfdb_ds, "abs_escape", str(outside / "other.dat"))
     _header_naming(wfdb_ds, "link_escape", "link_escape.dat")  # a plain name ...
     os.symlink(outside / "third.dat", wfdb_ds / "link_escape.dat")  # ... of a link that leaves the folder
-    os.symlink(outside / "secret.hea", wfdb_ds / "a_linked.hea")  # sorts first: layout detection reads it
+    os.symlink(outside / "secret.hea", wfdb_ds / "a_linked.hea")  # sorts first: format detection reads it
     os.symlink(outside, wfdb_ds / "linked_dir")
     (wfdb_ds / "unified_label_mapping.csv").write_text(
         "dataset,record_id,mapped_label\n"
@@ -218,7 +218,7 @@ def test_a_dataset_folder_may_be_a_symlink_but_its_files_may_not_leave_it(hostil
 
 
 @pytest.mark.parametrize(
-    "layout, linked, error",
+    "dataset_format, linked, error",
     [
         ("wfdb", "dataset.yaml", DatasetConfigError),
         ("cinc2017", "REFERENCE.csv", OutsideFolderError),
@@ -229,16 +229,16 @@ def test_a_dataset_folder_may_be_a_symlink_but_its_files_may_not_leave_it(hostil
     ],
 )
 def test_dataset_files_linking_outside_stop_the_partition_unread(
-    layout, linked, error, hostile, demo_root, opened_files
+    dataset_format, linked, error, hostile, demo_root, opened_files
 ):
     data, outside = hostile
     folder = data / "plain"
-    if layout == "cinc2017":
+    if dataset_format == "cinc2017":
         folder.mkdir()
         shutil.copy2(demo_root / "demo_cinc2017" / "A00001.mat", folder / "A00001.mat")
     else:
         _wfdb(folder, "r1")
-    if layout == "ptbxl":
+    if dataset_format == "ptbxl":
         (folder / "ptbxl_database.csv").write_text("ecg_id,patient_id,scp_codes,strat_fold,filename_hr\n")
         (folder / "scp_statements.csv").write_text(",diagnostic,diagnostic_class,rhythm\n")
     link = folder / linked
@@ -270,7 +270,7 @@ def test_a_tampered_label_mapping_cannot_send_preprocessing_outside(hostile, ope
         ]
     )
     store, report = process_records(
-        folder, detect_layout(folder), table, folder.parent.parent / "store", RecordProcessingConfig(), workers=1
+        folder, detect_format(folder), table, folder.parent.parent / "store", RecordProcessingConfig(), workers=1
     )
     opened_files.active = False
     assert store.index["record_id"].tolist() == ["good"]
@@ -283,11 +283,11 @@ def test_a_tampered_label_mapping_cannot_send_preprocessing_outside(hostile, ope
 @pytest.mark.parametrize("name", ["..", "../x", "a/b", "/etc", ".hidden", "logs", "demo_data", "x" * 65, ""])
 def test_partition_keys_that_are_not_plain_folder_names_are_refused(name, tmp_path):
     with pytest.raises(ValueError, match="invalid dataset name"):
-        PartitionLayout(tmp_path, name)
+        PartitionArtifacts(tmp_path, name)
     with pytest.raises(ValueError, match="invalid dataset name"):
         Settings(data_dir=tmp_path).dataset_dir(name)
     with pytest.raises(ValueError, match="invalid dataset name"):
-        EcgPathsResource(data_dir=str(tmp_path), artifacts_dir=str(tmp_path)).layout(name)
+        EcgPathsResource(data_dir=str(tmp_path), artifacts_dir=str(tmp_path)).artifacts(name)
 
 
 def test_folders_with_unsafe_names_are_not_partitions(tmp_path):
@@ -412,7 +412,7 @@ def test_every_documented_server_command_listens_on_127_0_0_1_only():
 
 
 def test_the_ui_command_starts_dagster_dev_on_127_0_0_1(monkeypatch, tmp_path):
-    from ecg_assets import cli
+    from ecg_assets.cli import main as cli
 
     started = []
     monkeypatch.setattr(cli.subprocess, "run", lambda command, **_: started.append(command) or _Done())

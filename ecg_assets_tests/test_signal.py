@@ -4,6 +4,7 @@ import pytest
 from ecg_assets.core.signal import (
     LEAD_ORDER,
     PreprocessConfig,
+    _moments,
     canonical_lead,
     fit_length,
     preprocess,
@@ -13,7 +14,6 @@ from ecg_assets.core.signal import (
     to_canonical_leads,
     zscore,
 )
-from ecg_assets.core.signal import _moments
 
 
 def test_lead_names_match_case_insensitively_and_fill_missing_with_mask():

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ecg_assets.core import training
-from ecg_assets.core.distributed import torchrun_process_group
+from ecg_assets.core.ddp import torchrun_process_group
 from ecg_assets.core.store import RecordStore
 from ecg_assets.core.training import DeviceSettings, TrainingConfig, train_model
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ecg_assets.core.storage import atomic_write_bytes
+from ecg_assets.core.atomic_io import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "ecg_assets.checkpoint/1"
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ecg_assets.core.atomic_io import atomic_write_json
 from ecg_assets.core.checkpoints import file_sha256, load_checkpoint
 from ecg_assets.core.labels import LABELS
 from ecg_assets.core.metrics import classification_metrics, macro_f1
 from ecg_assets.core.model import build_model
 from ecg_assets.core.plots import plot_confusion_matrix, plot_f1_scores, plot_training_history
-from ecg_assets.core.storage import atomic_write_json
 from ecg_assets.core.store import RecordStore
 from ecg_assets.core.training import DeviceSettings, inference_batches, predict_probabilities
 

@@ -10,12 +10,12 @@ from typing import Sequence
 
 import pandas as pd
 
-from ecg_assets.core.datasets import detect_layout
+from ecg_assets.core.atomic_io import atomic_write_text
+from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.labels import LABELS, label_counts, read_label_overrides
 from ecg_assets.core.paths import dataset_file
 from ecg_assets.core.record_ids import RecordIdIndex, normalize_record_id
 from ecg_assets.core.records import RecordEntry, duplicate_reason
-from ecg_assets.core.storage import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class LabelMapping:
     """
 
     dataset: str
-    layout: str
+    dataset_format: str
     table: pd.DataFrame
     problems: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -92,19 +92,19 @@ def build_label_mapping(dataset_dir: Path, dataset: str, override_files: Sequenc
 
     `override_files` are candidate `unified_label_mapping.csv` paths, later ones overriding
     earlier ones; missing files are skipped, symbolic links leaving their folder refused. A
-    layout that has no native labels maps records without an override row to OTHER, with a
+    format that has no native labels maps records without an override row to OTHER, with a
     warning. Every record stays in the table, with the reason when it is excluded; rows sharing
     a record id are all kept (only the first is processed).
     """
-    layout = detect_layout(dataset_dir)
-    scan = layout.scan(dataset_dir)
+    dataset_format = detect_format(dataset_dir)
+    scan = dataset_format.scan(dataset_dir)
     present = [dataset_file(path.parent, path.name) for path in override_files if path.is_file()]
     overrides: dict[str, str] = {}
     for path in present:
         overrides.update(read_label_overrides(path, dataset))
     index = RecordIdIndex(((entry.record_id, [entry.source_file]) for entry in scan.entries), dataset_dir.name)
     matched, unmatched = _match_overrides(index, overrides)
-    decide = scan.labeler or layout.map_labels
+    decide = scan.labeler or dataset_format.map_labels
 
     rows = []
     for entry in scan.entries:
@@ -112,7 +112,7 @@ def build_label_mapping(dataset_dir: Path, dataset: str, override_files: Sequenc
             label, source, reason = "", "", entry.excluded_reason
         elif entry.record_id in matched:
             label, source, reason = matched[entry.record_id], "override", ""
-        elif layout.needs_label_csv:
+        elif dataset_format.needs_label_csv:
             label, source, reason = "OTHER", "default", ""
         else:
             decision = decide(entry.native_labels)
@@ -129,13 +129,15 @@ def build_label_mapping(dataset_dir: Path, dataset: str, override_files: Sequenc
                 "strat_fold": "" if entry.strat_fold is None else str(entry.strat_fold),
             }
         )
-    mapping = LabelMapping(dataset, layout.name, pd.DataFrame(rows, columns=list(COLUMNS)), override_files=present)
+    mapping = LabelMapping(
+        dataset, dataset_format.name, pd.DataFrame(rows, columns=list(COLUMNS)), override_files=present
+    )
     mapping.problems = list(scan.problems) + unmatched + _duplicate_problems(scan.entries)
     defaulted = int((mapping.table["label_source"] == "default").sum())
     if defaulted:
         searched = ", ".join(str(path) for path in override_files) or "nowhere"
         mapping.warnings.append(
-            f"dataset {dataset!r} ({layout.description}): {defaulted} record(s) have no row in "
+            f"dataset {dataset!r} ({dataset_format.description}): {defaulted} record(s) have no row in "
             f"unified_label_mapping.csv (looked in {searched}); mapping them to OTHER"
         )
     for message in mapping.warnings:

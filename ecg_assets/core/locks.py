@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from ecg_assets.core.layout import PartitionLayout
-from ecg_assets.core.storage import remove_temp_files, storage_errors
+from ecg_assets.core.artifacts import PartitionArtifacts
+from ecg_assets.core.atomic_io import remove_temp_files, storage_errors
 
 logger = logging.getLogger(__name__)
 
@@ -109,10 +109,10 @@ def _acquire(descriptor: int, path: Path, owner: str, timeout_s: float | None) -
 
 
 @contextmanager
-def partition_lock(layout: PartitionLayout, owner: str) -> Iterator[None]:
+def partition_lock(artifacts: PartitionArtifacts, owner: str) -> Iterator[None]:
     """The partition's exclusive lock; once it is held, temporary files of interrupted writes are removed."""
-    with exclusive_lock(layout.lock_file, owner):
-        for folder in (layout.root, layout.processed, layout.models):
+    with exclusive_lock(artifacts.lock_file, owner):
+        for folder in (artifacts.root, artifacts.processed, artifacts.models):
             removed = remove_temp_files(folder)
             if removed:
                 names = ", ".join(sorted(path.name for path in removed)[:5])

@@ -88,7 +88,7 @@ def resolve_inside(folder: Path, relative: str | Path) -> Path:
 
 
 def dataset_file(folder: Path, name: str) -> Path:
-    """A file a layout reads by name (REFERENCE.csv, dataset.yaml, ...): refused when it is a symbolic
+    """A file a dataset format reads by name (REFERENCE.csv, dataset.yaml, ...): refused when it is a symbolic
     link pointing outside `folder`."""
     path = folder / name
     if not is_inside(folder, name):

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ecg_assets.core.storage import atomic_write_bytes  # noqa: E402
+from ecg_assets.core.atomic_io import atomic_write_bytes  # noqa: E402
 
 
 def _save(figure: plt.Figure, path: Path | None, dpi: int = 110) -> bytes:

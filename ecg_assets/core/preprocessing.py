@@ -10,14 +10,12 @@ processed again, as long as the preprocessing settings and code are the same.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import io
 import json
 import logging
 import math
 import multiprocessing
 import os
-import sys
 import threading
 import time
 from collections import Counter, deque
@@ -30,14 +28,14 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from ecg_assets.core import readers, records as records_module, signal as signal_module
-from ecg_assets.core.datasets import DatasetLayout
+from ecg_assets.core.atomic_io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ecg_assets.core.datasets import DatasetFormat
 from ecg_assets.core.labels import LABEL_TO_INDEX, LABELS
 from ecg_assets.core.paths import OutsideFolderError, is_inside
-from ecg_assets.core.records import Recording, RecordEntry, RecordReadError, duplicate_reason
+from ecg_assets.core.records import RecordEntry, Recording, RecordReadError, duplicate_reason
 from ecg_assets.core.signal import LEAD_ORDER, PreprocessConfig, preprocess_leads, preprocess_spans
-from ecg_assets.core.storage import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ecg_assets.core.store import SIGNAL_DTYPE, RecordStore, RecordStoreWriter
+from ecg_assets.core.versioning import PROCESSING_CODE, code_version
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +74,7 @@ class PreparedRecord:
     """One record as the store holds it: canonical float16 `[12, L]` (`signal`), optional longer window, masks.
 
     Only the present leads are kept (`rows`, float16 `[present leads, L]`): that is what travels
-    from a worker process to the writer; `signal` puts them in the 12-lead layout.
+    from a worker process to the writer; `signal` puts them in the 12-lead dataset_format.
     """
 
     rows: np.ndarray
@@ -120,19 +118,12 @@ class RecordPreparer:
         warnings = [*recording.notes, *result.warnings]  # notes: what the reader left out (non-ECG channels)
         return PreparedRecord(result.rows.astype(SIGNAL_DTYPE), window, result.lead_mask, result.flat_mask, warnings)
 
-    def read(self, dataset_dir: Path, layout: DatasetLayout, entry: RecordEntry) -> tuple[Recording, PreparedRecord]:
+    def read(
+        self, dataset_dir: Path, dataset_format: DatasetFormat, entry: RecordEntry
+    ) -> tuple[Recording, PreparedRecord]:
         """Read one record as far as the config needs and prepare it (raises with a user-facing reason)."""
-        recording = layout.read(dataset_dir, entry, max_duration_s=self.config.read_seconds)
+        recording = dataset_format.read(dataset_dir, entry, max_duration_s=self.config.read_seconds)
         return recording, self(recording)
-
-
-def processing_version(layout: DatasetLayout) -> str:
-    """Hash of the code that turns a file into a stored record (reader, layout, signal processing)."""
-    modules = (readers, records_module, signal_module, sys.modules[__name__], sys.modules[type(layout).__module__])
-    digest = hashlib.sha256()
-    for module in modules:
-        digest.update(inspect.getsource(module).encode())
-    return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -263,22 +254,22 @@ class _Outcome:
     reason: str = ""
 
 
-def _run_job(dataset_dir: Path, layout: DatasetLayout, preparer: RecordPreparer, job: _Job) -> _Outcome:
+def _run_job(dataset_dir: Path, dataset_format: DatasetFormat, preparer: RecordPreparer, job: _Job) -> _Outcome:
     signature = job.signature if job.signature is not None else files_signature(dataset_dir, job.files)
     digest = content_hash(dataset_dir, job.files)
     if job.previous_hash is not None and digest == job.previous_hash:
         return _Outcome(job, digest, signature, "unchanged")
     try:
-        recording, prepared = preparer.read(dataset_dir, layout, job.entry)
+        recording, prepared = preparer.read(dataset_dir, dataset_format, job.entry)
     except Exception as error:  # a bad file must never stop the partition
         return _Outcome(job, digest, signature, "failed", reason=failure_reason(error))
     return _Outcome(job, digest, signature, "processed", prepared, recording.fs, recording.original_samples)
 
 
-def _run_jobs(dataset_dir: Path, layout: DatasetLayout, config: RecordProcessingConfig, jobs: list[_Job]):
+def _run_jobs(dataset_dir: Path, dataset_format: DatasetFormat, config: RecordProcessingConfig, jobs: list[_Job]):
     """One chunk of jobs (what a worker process runs per task)."""
     preparer = RecordPreparer(config)
-    return [_run_job(dataset_dir, layout, preparer, job) for job in jobs]
+    return [_run_job(dataset_dir, dataset_format, preparer, job) for job in jobs]
 
 
 def default_workers() -> int:
@@ -313,7 +304,7 @@ class _Inline(Executor):
 def _ordered_outcomes(
     executor: Executor,
     dataset_dir: Path,
-    layout: DatasetLayout,
+    dataset_format: DatasetFormat,
     config: RecordProcessingConfig,
     jobs: Iterator[tuple[_Job, bool]],
     chunk_size: int,
@@ -340,11 +331,13 @@ def _ordered_outcomes(
         if not reuse:
             work.append(job)
         if len(chunk) == chunk_size:
-            pending.append((chunk, executor.submit(_run_jobs, dataset_dir, layout, config, work) if work else None))
+            pending.append(
+                (chunk, executor.submit(_run_jobs, dataset_dir, dataset_format, config, work) if work else None)
+            )
             chunk, work = [], []
             yield from drain(max_in_flight)
     if chunk:
-        pending.append((chunk, executor.submit(_run_jobs, dataset_dir, layout, config, work) if work else None))
+        pending.append((chunk, executor.submit(_run_jobs, dataset_dir, dataset_format, config, work) if work else None))
     yield from drain(0)
 
 
@@ -373,7 +366,7 @@ def _previous_generation(
 
 def process_records(
     dataset_dir: Path,
-    layout: DatasetLayout,
+    dataset_format: DatasetFormat,
     records: pd.DataFrame,
     store_dir: Path,
     config: PreprocessConfig,
@@ -390,7 +383,7 @@ def process_records(
     """
     config = RecordProcessingConfig.model_validate(config.model_dump())
     started = time.perf_counter()
-    version = processing_version(layout)
+    version = code_version(PROCESSING_CODE)
     previous, full_reason = _previous_generation(store_dir, config, version)
     previous_rows: dict[str, int] = {}
     previous_index: list[dict[str, Any]] = []
@@ -422,7 +415,7 @@ def process_records(
     executor: Executor = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) if use_pool else _Inline()
     with executor, RecordStoreWriter(store_dir, (len(LEAD_ORDER), config.target_length)) as writer:
         outcomes = _ordered_outcomes(
-            executor, dataset_dir, layout, config, jobs(), chunk_size, max_in_flight=2 * report.workers
+            executor, dataset_dir, dataset_format, config, jobs(), chunk_size, max_in_flight=2 * report.workers
         )
         for done, outcome in enumerate(outcomes, start=1):
             _store_outcome(writer, report, rows, previous, previous_index, previous_rows, outcome)

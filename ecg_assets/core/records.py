@@ -9,10 +9,10 @@ import numpy as np
 
 @dataclass(frozen=True)
 class RecordEntry:
-    """One record as listed by a dataset layout, before any signal is read.
+    """One record as listed by a dataset format, before any signal is read.
 
     `source_file` is relative to the dataset folder (POSIX separators), so a label mapping
-    table stays valid when the data folder moves. `excluded_reason` marks a record the layout
+    table stays valid when the data folder moves. `excluded_reason` marks a record the format
     found but that must not be processed (for example a second header for the same signal file).
     """
 

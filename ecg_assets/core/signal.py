@@ -1,4 +1,4 @@
-"""Signal processing: canonical 12-lead layout, resampling, z-scoring and length fitting."""
+"""Signal processing: canonical 12-lead order, resampling, z-scoring and length fitting."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, model_validator
 
-from ecg_assets.core.storage import atomic_write_json, read_json
+from ecg_assets.core.atomic_io import atomic_write_json, read_json
 
 SPLIT_NAMES = ("train", "val", "test")
 STRAT_FOLD_SPLITS = {"train": frozenset(range(1, 9)), "val": frozenset({9}), "test": frozenset({10})}

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ecg_assets.core.storage import (
+from ecg_assets.core.atomic_io import (
     atomic_write_json,
     atomic_write_text,
     fsync_directory,

@@ -18,13 +18,13 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
+from ecg_assets.core.atomic_io import atomic_write_json
 from ecg_assets.core.checkpoints import file_sha256, load_checkpoint, save_checkpoint
 from ecg_assets.core.data import StoreBatches, WindowBatches, augment, prefetch
-from ecg_assets.core.distributed import SINGLE_PROCESS, Ranks
+from ecg_assets.core.ddp import SINGLE_PROCESS, Ranks
 from ecg_assets.core.labels import LABELS
 from ecg_assets.core.metrics import macro_f1
 from ecg_assets.core.model import ECGResNet1D, ModelConfig, count_parameters
-from ecg_assets.core.storage import atomic_write_json
 from ecg_assets.core.store import RecordStore
 
 logger = logging.getLogger(__name__)

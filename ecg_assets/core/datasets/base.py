@@ -1,4 +1,4 @@
-"""What every dataset layout module provides, and the helpers layouts share."""
+"""What every dataset format module provides, and the helpers formats share."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ from ecg_assets.core.datasets.config import load_dataset_config
 from ecg_assets.core.labels import LabelDecision
 from ecg_assets.core.paths import is_inside, resolve_inside
 from ecg_assets.core.readers import HeaderSummary, read_header_text, read_wfdb, summarize_header
-from ecg_assets.core.records import Recording, RecordEntry
+from ecg_assets.core.records import RecordEntry, Recording
 
 
 @dataclass
 class DatasetScan:
-    """Records a layout found, plus what it could not match (each with a reason).
+    """Records a format found, plus what it could not match (each with a reason).
 
     `labeler` maps native labels when the table depends on the folder (PTB-XL's scp_statements.csv);
-    otherwise the layout's `map_labels` is used.
+    otherwise the format's `map_labels` is used.
     """
 
     entries: list[RecordEntry] = field(default_factory=list)
@@ -29,8 +29,8 @@ class DatasetScan:
     labeler: Callable[[tuple[str, ...]], LabelDecision] | None = None
 
 
-class DatasetLayout(ABC):
-    """One native dataset layout: how to recognise it, list its records, label and read them."""
+class DatasetFormat(ABC):
+    """One native dataset format: how to recognise it, list its records, label and read them."""
 
     name: str
     description: str
@@ -38,7 +38,7 @@ class DatasetLayout(ABC):
 
     @abstractmethod
     def detect(self, folder: Path) -> bool:
-        """True when `folder` looks like this layout."""
+        """True when `folder` looks like this format."""
 
     @abstractmethod
     def scan(self, folder: Path) -> DatasetScan:
@@ -53,7 +53,7 @@ class DatasetLayout(ABC):
         return read_wfdb(resolve_inside(folder, entry.source_file), max_duration_s, defaults, root=folder)
 
     def map_labels(self, native_labels: tuple[str, ...]) -> LabelDecision:
-        """Native labels to the unified label; layouts without native labels say OTHER."""
+        """Native labels to the unified label; formats without native labels say OTHER."""
         return LabelDecision("OTHER", "")
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ecg_assets.core.datasets.base import DatasetLayout, DatasetScan, list_files, record_id_of, resolve_inside
+from ecg_assets.core.datasets.base import DatasetFormat, DatasetScan, list_files, record_id_of, resolve_inside
 from ecg_assets.core.labels import LabelDecision, map_cinc2017
 from ecg_assets.core.paths import dataset_file
 from ecg_assets.core.readers import read_mat_signal, read_wfdb
 from ecg_assets.core.record_ids import RecordIdIndex
-from ecg_assets.core.records import Recording, RecordEntry
+from ecg_assets.core.records import RecordEntry, Recording
 
 FS = 300.0
 GAIN_PER_MV = 1000.0
@@ -35,7 +35,7 @@ def reference_file(folder: Path) -> Path | None:
     return dataset_file(folder, others[-1].name) if others else None
 
 
-class Cinc2017Layout(DatasetLayout):
+class Cinc2017Format(DatasetFormat):
     name = "cinc2017"
     description = "PhysioNet/CinC 2017: A*.mat single-lead 300 Hz + REFERENCE*.csv"
 

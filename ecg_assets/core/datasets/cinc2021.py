@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ecg_assets.core.datasets.base import (
-    DatasetLayout,
+    DatasetFormat,
     DatasetScan,
     first_files_inside,
     record_id_of,
@@ -28,7 +28,7 @@ def _entry(relative: str, header: HeaderSummary) -> RecordEntry:
     return RecordEntry(record_id_of(relative), relative, codes or (), excluded_reason=reason)
 
 
-class Cinc2021Layout(DatasetLayout):
+class Cinc2021Format(DatasetFormat):
     name = "cinc2021"
     description = "PhysioNet/CinC 2020/2021: NAME.hea + NAME.mat, SNOMED-CT codes in '# Dx:'"
 

@@ -1,7 +1,7 @@
 """The optional `dataset.yaml` of a dataset folder: what the files themselves do not say.
 
 ```yaml
-format: mat              # force a layout: ptbxl, ptb_diagnostic, cinc2017, cinc2021, mat, wfdb
+format: mat              # skip detection: ptbxl, ptb_diagnostic, cinc2017, cinc2021, mat, wfdb
 sampling_rate: 500       # Hz, for MAT files and headers without a (valid) rate
 lead_names: [I, II, V1]  # for MAT files and headers without lead names
 mat_variable: val        # the MAT variable holding the [leads, samples] matrix

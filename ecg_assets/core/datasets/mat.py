@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ecg_assets.core.datasets.base import DatasetLayout, DatasetScan, list_files, record_id_of, resolve_inside
+from ecg_assets.core.datasets.base import DatasetFormat, DatasetScan, list_files, record_id_of, resolve_inside
 from ecg_assets.core.datasets.config import CONFIG_FILE_NAME, DatasetConfig, DatasetConfigError, load_dataset_config
 from ecg_assets.core.readers import read_mat_signal
-from ecg_assets.core.records import Recording, RecordEntry
+from ecg_assets.core.records import RecordEntry, Recording
 
 
 def _signal_config(folder: Path) -> DatasetConfig:
@@ -25,7 +25,7 @@ def _signal_config(folder: Path) -> DatasetConfig:
     return config
 
 
-class MatLayout(DatasetLayout):
+class MatFormat(DatasetFormat):
     name = "mat"
     description = "MAT files without .hea headers + dataset.yaml (sampling_rate, lead_names); labels from CSV"
     needs_label_csv = True

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from ecg_assets.core.datasets.base import (
-    DatasetLayout,
+    DatasetFormat,
     DatasetScan,
     first_files_inside,
     record_id_of,
@@ -27,7 +27,7 @@ def _entry(relative: str, header: HeaderSummary) -> RecordEntry:
     return RecordEntry(record_id_of(relative), relative, (reason,) if reason else (), patient_id=patient)
 
 
-class PtbDiagnosticLayout(DatasetLayout):
+class PtbDiagnosticFormat(DatasetFormat):
     name = "ptb_diagnostic"
     description = "PTB Diagnostic ECG Database: patientNNN/sNNNNxre.hea, 1000 Hz, 'Reason for admission:'"
 

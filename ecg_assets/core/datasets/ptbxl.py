@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ecg_assets.core.datasets.base import DatasetLayout, DatasetScan, list_files, record_id_of
+from ecg_assets.core.datasets.base import DatasetFormat, DatasetScan, list_files, record_id_of
 from ecg_assets.core.labels import SCP_STATEMENT_COLUMNS, LabelMappingError, map_scp_codes, require_columns
 from ecg_assets.core.paths import dataset_file
 from ecg_assets.core.record_ids import normalize_record_id, outside_reason
@@ -58,7 +58,7 @@ def _fold(value: str) -> int | None:
     return int(cleaned) if cleaned and cleaned.isdigit() else None
 
 
-class PtbXlLayout(DatasetLayout):
+class PtbXlFormat(DatasetFormat):
     name = "ptbxl"
     description = "PTB-XL: ptbxl_database.csv + scp_statements.csv + records500/ (500 Hz WFDB)"
 

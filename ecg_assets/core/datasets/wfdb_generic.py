@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ecg_assets.core.datasets.base import DatasetLayout, DatasetScan, record_id_of, scan_headers
+from ecg_assets.core.datasets.base import DatasetFormat, DatasetScan, record_id_of, scan_headers
 from ecg_assets.core.records import RecordEntry
 
 
-class WfdbGenericLayout(DatasetLayout):
+class WfdbGenericFormat(DatasetFormat):
     name = "wfdb"
     description = "generic WFDB records (.hea + .dat/.mat); labels from unified_label_mapping.csv"
     needs_label_csv = True

@@ -1,7 +1,7 @@
-"""`python -m ecg_assets.train_worker`: one process of a `trained_model` run launched by torchrun.
+"""`python -m ecg_assets.cli.train_worker`: one process of a `trained_model` run launched by torchrun.
 
-`trained_model` starts `torchrun --standalone --nproc_per_node=N -m ecg_assets.train_worker`
-through Dagster Pipes (see `ecg_assets.distributed`). Every rank reads its job from the Pipes
+`trained_model` starts `torchrun --standalone --nproc_per_node=N -m ecg_assets.cli.train_worker`
+through Dagster Pipes (see `ecg_assets.defs.torchrun`). Every rank reads its job from the Pipes
 context's extras and joins the process group; rank 0 alone opens the Pipes connection: it streams
 the `ecg_assets` log lines into the Dagster run (and `logs/pipeline.log`) as they happen and
 reports the materialization. The other ranks only print warnings and errors, to stderr. This
@@ -17,11 +17,11 @@ from pathlib import Path
 from dagster_pipes import PipesContext, PipesDefaultContextLoader, PipesEnvVarParamsLoader, open_dagster_pipes
 from pydantic import BaseModel
 
-from ecg_assets.core.distributed import Ranks, torchrun_process_group
+from ecg_assets.core.ddp import Ranks, torchrun_process_group
+from ecg_assets.core.log_handlers import package_logs_to, pipeline_file_handler
 from ecg_assets.core.splits import read_splits
 from ecg_assets.core.store import RecordStore
 from ecg_assets.core.training import DeviceSettings, TrainingConfig, TrainingResult, train_model
-from ecg_assets.log_handlers import package_logs_to, pipeline_file_handler
 
 
 class TorchrunJob(BaseModel):
@@ -52,7 +52,9 @@ def read_job() -> TorchrunJob:
     """The job in the Pipes context's extras (read-only: every rank may read it)."""
     params = PipesEnvVarParamsLoader()
     if not params.is_dagster_pipes_process():
-        raise SystemExit("ecg_assets.train_worker is started by the trained_model asset (Dagster Pipes), not directly")
+        raise SystemExit(
+            "ecg_assets.cli.train_worker is started by the trained_model asset (Dagster Pipes), not directly"
+        )
     with PipesDefaultContextLoader().load_context(params.load_context_params()) as context:
         return TorchrunJob.model_validate(context["extras"])
 

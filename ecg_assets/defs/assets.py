@@ -1,50 +1,24 @@
 """The five dataset-partitioned assets. Each one loads its inputs, calls the core, and
 describes the result in metadata; all logic lives in `ecg_assets.core`."""
 
-import hashlib
-import inspect
 import logging
-import sys
-from contextlib import contextmanager
-from types import ModuleType
-from typing import Iterator, Optional
+from typing import Optional
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from ecg_assets.core import (
-    checkpoints,
-    data,
-    datasets,
-    distributed,
-    evaluation,
-    label_mapping as label_mapping_core,
-    labels,
-    matfiles,
-    metrics,
-    model,
-    plots,
-    preprocessing,
-    readers,
-    record_ids,
-    signal,
-    splits as splits_core,
-    store,
-    training,
-)
+from ecg_assets.core import evaluation, versioning
+from ecg_assets.core.atomic_io import read_json
 from ecg_assets.core.checkpoints import CheckpointError
-from ecg_assets.core.datasets import detect_layout
+from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.demo import MARKER_FILE
 from ecg_assets.core.label_mapping import build_label_mapping, read_label_mapping, write_label_mapping
-from ecg_assets.core.locks import partition_lock
 from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
 from ecg_assets.core.splits import SPLIT_NAMES, SplitConfig, assign_splits, read_splits, strat_folds_for, write_splits
 from ecg_assets.core.store import RecordStore
-from ecg_assets.core.storage import read_json
 from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig, train_model
-from ecg_assets.distributed import train_with_torchrun
-from ecg_assets.metadata import (
+from ecg_assets.defs.metadata import (
     counts_table,
     example_waveforms,
     markdown_table,
@@ -53,10 +27,10 @@ from ecg_assets.metadata import (
     recording_distributions,
     training_history,
 )
-from ecg_assets.partitions import dataset_partitions
-from ecg_assets.recovery import tag_run_host
-from ecg_assets.resources import EcgPathsResource, TorchDeviceResource
-from ecg_assets.run_logging import forward_core_logs
+from ecg_assets.defs.partitions import dataset_partitions
+from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
+from ecg_assets.defs.steps import partition_step
+from ecg_assets.defs.torchrun import train_with_torchrun
 
 logger = logging.getLogger(__name__)
 
@@ -70,39 +44,11 @@ GPU_OP_TAGS = {
 }
 
 
-def source_version(*modules: ModuleType) -> str:
-    """A code version derived from the source of the core modules an asset depends on."""
-    digest = hashlib.sha256()
-    for module in modules:
-        digest.update(inspect.getsource(module).encode())
-    return digest.hexdigest()[:12]
-
-
-# The dataset layout modules (readers and native label tables) as one code dependency.
-DATASET_CODE = (
-    datasets,
-    datasets.base,
-    datasets.config,
-    matfiles,
-    record_ids,
-    *(sys.modules[type(layout).__module__] for layout in datasets.LAYOUTS),
-)
-
-
 def _dataset_note(paths: EcgPathsResource, dataset: str) -> str:
     folder = paths.dataset_dir(dataset)
     if (folder / MARKER_FILE).is_file():
         return f"SYNTHETIC demo data (generated, not patient recordings) at {folder}"
     return str(folder)
-
-
-@contextmanager
-def _partition_step(context: dg.AssetExecutionContext, paths: EcgPathsResource) -> Iterator[None]:
-    """Core logs forwarded to the run, and the partition's lock held: one writer per partition at a time."""
-    owner = f"run {context.run.run_id} ({context.asset_key.to_user_string()})"
-    tag_run_host(context)  # lets `python -m ecg_assets.recovery` release this run if it is killed
-    with forward_core_logs(context, paths.pipeline_log), partition_lock(paths.layout(context.partition_key), owner):
-        yield
 
 
 class ProcessedRecordsConfig(dg.Config, RecordProcessingConfig):
@@ -123,18 +69,18 @@ class TrainedModelConfig(dg.Config, TrainingConfig):
     partitions_def=dataset_partitions,
     group_name=GROUP,
     kinds={"python", "csv"},
-    code_version=source_version(labels, label_mapping_core, *DATASET_CODE),
+    code_version=versioning.code_version(versioning.LABEL_MAPPING_CODE),
     description="Every record of the dataset with its native labels and its unified label "
     "(MI, AF, BBB, NORM, OTHER); unified_label_mapping.csv overrides.",
 )
 def label_mapping(context: dg.AssetExecutionContext, paths: EcgPathsResource) -> dg.MaterializeResult:
     dataset = context.partition_key
-    layout = paths.layout(dataset)
-    with _partition_step(context, paths):
+    artifacts = paths.artifacts(dataset)
+    with partition_step(context, artifacts, paths.pipeline_log):
         mapping = build_label_mapping(
             paths.dataset_dir(dataset), dataset, paths.settings().label_override_files(dataset)
         )
-        write_label_mapping(mapping.table, layout.label_mapping)
+        write_label_mapping(mapping.table, artifacts.label_mapping)
     table = mapping.table
     native_counts = (
         table.assign(native=table["native_labels"].str.split(";"))
@@ -149,7 +95,7 @@ def label_mapping(context: dg.AssetExecutionContext, paths: EcgPathsResource) ->
             "dagster/row_count": len(table),
             "dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(name, "string") for name in table.columns]),
             "dataset": _dataset_note(paths, dataset),
-            "layout": mapping.layout,
+            "format": mapping.dataset_format,
             "records": len(table),
             "labelled": len(mapping.included),
             "excluded": len(table) - len(mapping.included),
@@ -162,7 +108,7 @@ def label_mapping(context: dg.AssetExecutionContext, paths: EcgPathsResource) ->
             "unlabelled_records": markdown_table(mapping.unlabelled[["record_id", "source_file", "mapped_label"]]),
             "override_files": ", ".join(str(path) for path in mapping.override_files) or "none",
             "warnings": "\n".join(mapping.warnings) or "none",
-            "path": dg.MetadataValue.path(str(layout.label_mapping)),
+            "path": dg.MetadataValue.path(str(artifacts.label_mapping)),
         }
     )
 
@@ -172,7 +118,7 @@ def label_mapping(context: dg.AssetExecutionContext, paths: EcgPathsResource) ->
     group_name=GROUP,
     deps=[label_mapping],
     kinds={"python", "numpy"},
-    code_version=source_version(readers, signal, preprocessing, store, *DATASET_CODE),
+    code_version=versioning.code_version(versioning.PROCESSING_CODE),
     description="Labelled records read, resampled to 500 Hz, z-scored per lead and fitted to 5000 "
     "samples in the canonical 12-lead order, streamed into memory-mappable float16 shards.",
 )
@@ -180,9 +126,9 @@ def processed_records(
     context: dg.AssetExecutionContext, config: ProcessedRecordsConfig, paths: EcgPathsResource
 ) -> dg.MaterializeResult:
     dataset = context.partition_key
-    layout = paths.layout(dataset)
+    artifacts = paths.artifacts(dataset)
     dataset_dir = paths.dataset_dir(dataset)
-    table = read_label_mapping(layout.label_mapping)
+    table = read_label_mapping(artifacts.label_mapping)
     records = table[table["mapped_label"] != ""]
     if config.smoke_test:
         records = records.head(SMOKE_TEST_RECORDS)
@@ -190,9 +136,9 @@ def processed_records(
     preprocess_config = RecordProcessingConfig.model_validate(
         config.model_dump(include=set(RecordProcessingConfig.model_fields))
     )
-    with _partition_step(context, paths):
+    with partition_step(context, artifacts, paths.pipeline_log):
         record_store, report = process_records(
-            dataset_dir, detect_layout(dataset_dir), records, layout.processed, preprocess_config
+            dataset_dir, detect_format(dataset_dir), records, artifacts.processed, preprocess_config
         )
     fs_counts = pd.Series(report.original_fs, dtype=float).value_counts().sort_index()
     return dg.MaterializeResult(
@@ -212,10 +158,10 @@ def processed_records(
             "original_seconds": dg.MetadataValue.json(_summary(report.original_seconds)),
             "label_counts": counts_table(record_store.index["label"].value_counts().to_dict(), "label"),
             "example_waveforms": example_waveforms(
-                record_store, config.target_fs, layout.figures / "example_waveforms.png"
+                record_store, config.target_fs, artifacts.figures / "example_waveforms.png"
             ),
             "recording_distributions": recording_distributions(
-                record_store, layout.figures / "recording_distributions.png"
+                record_store, artifacts.figures / "recording_distributions.png"
             ),
             "store_bytes": record_store.nbytes(),
             "store_disk_bytes": record_store.disk_bytes(),
@@ -223,7 +169,7 @@ def processed_records(
             "store_generation": record_store.generation,
             "smoke_test": config.smoke_test,
             "seconds": round(report.seconds, 2),
-            "path": dg.MetadataValue.path(str(layout.processed)),
+            "path": dg.MetadataValue.path(str(artifacts.processed)),
         }
     )
 
@@ -233,17 +179,17 @@ def processed_records(
     group_name=GROUP,
     deps=[processed_records],
     kinds={"python", "json"},
-    code_version=source_version(splits_core, store),
+    code_version=versioning.code_version(versioning.SPLITS_CODE),
     description="Train/validation/test split of the processed records: PTB-XL strat_fold when present, else "
     "80/10/10 stratified by label with each patient in one split; reproducible from a seed.",
 )
 def splits(context: dg.AssetExecutionContext, config: SplitsConfig, paths: EcgPathsResource) -> dg.MaterializeResult:
-    layout = paths.layout(context.partition_key)
-    with _partition_step(context, paths):
-        index = RecordStore(layout.processed).index
-        folds = strat_folds_for(index["record_id"].tolist(), read_label_mapping(layout.label_mapping))
+    artifacts = paths.artifacts(context.partition_key)
+    with partition_step(context, artifacts, paths.pipeline_log):
+        index = RecordStore(artifacts.processed).index
+        folds = strat_folds_for(index["record_id"].tolist(), read_label_mapping(artifacts.label_mapping))
         result = assign_splits(index["label"].tolist(), config, index["patient_id"].tolist(), folds)
-        write_splits(layout.splits, result.positions, index["record_id"].tolist(), config, result.method)
+        write_splits(artifacts.splits, result.positions, index["record_id"].tolist(), config, result.method)
     split = result.positions
     counts = (
         pd.DataFrame({name: index["label"].iloc[split[name]].value_counts() for name in SPLIT_NAMES})
@@ -258,7 +204,7 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, paths: EcgPa
             "notes": "\n".join(result.notes) or "none",
             "class_counts": markdown_table(counts.rename_axis("label").reset_index()),
             "seed": config.seed,
-            "path": dg.MetadataValue.path(str(layout.splits)),
+            "path": dg.MetadataValue.path(str(artifacts.splits)),
         }
     )
 
@@ -271,7 +217,7 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, paths: EcgPa
     pool="gpu",
     op_tags=GPU_OP_TAGS,
     tags={"compute": "gpu"},
-    code_version=source_version(model, data, distributed, training, checkpoints, metrics, store),
+    code_version=versioning.code_version(versioning.TRAINING_CODE),
     description="1D ResNet (residual blocks, BatchNorm, GELU, adaptive pooling) trained on the train split; "
     "best (by validation macro F1) and latest checkpoints, resumable.",
 )
@@ -282,31 +228,31 @@ def trained_model(
     gpu: TorchDeviceResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
-    layout = paths.layout(context.partition_key)
-    with _partition_step(context, paths):
+    artifacts = paths.artifacts(context.partition_key)
+    with partition_step(context, artifacts, paths.pipeline_log):
         device, processes = gpu.device_settings(), gpu.process_count()
         if processes > 1:
             reported = train_with_torchrun(
-                context, pipes_subprocess_client, processes, layout, paths.pipeline_log, config, device
+                context, pipes_subprocess_client, processes, artifacts, paths.pipeline_log, config, device
             )
             metadata = dict(reported.metadata or {})
         else:
             result = train_model(
-                RecordStore(layout.processed),
-                read_splits(layout.splits),
+                RecordStore(artifacts.processed),
+                read_splits(artifacts.splits),
                 config,
                 device,
-                layout.models,
-                layout.training_log,
+                artifacts.models,
+                artifacts.training_log,
             )
             metadata = {**result.summary(device), "checkpoint": dg.MetadataValue.path(str(result.best_checkpoint))}
     return dg.MaterializeResult(
         metadata={
             **metadata,
             "training_history": training_history(
-                read_json(layout.training_log)["epochs"], layout.figures / "training_history.png"
+                read_json(artifacts.training_log)["epochs"], artifacts.figures / "training_history.png"
             ),
-            "training_log": dg.MetadataValue.path(str(layout.training_log)),
+            "training_log": dg.MetadataValue.path(str(artifacts.training_log)),
         }
     )
 
@@ -316,22 +262,22 @@ def trained_model(
     group_name=GROUP,
     deps=[trained_model],
     kinds={"pytorch", "scikitlearn"},
-    code_version=source_version(evaluation, metrics, model, data, training, checkpoints, plots, store),
+    code_version=versioning.code_version(versioning.EVALUATION_CODE),
     description="Best checkpoint scored on the test split: confusion matrix, per-class precision/recall/F1, "
     "macro/micro/weighted F1, classification report and figures.",
 )
 def test_metrics(
     context: dg.AssetExecutionContext, paths: EcgPathsResource, gpu: TorchDeviceResource
 ) -> dg.MaterializeResult:
-    layout = paths.layout(context.partition_key)
-    with _partition_step(context, paths):
+    artifacts = paths.artifacts(context.partition_key)
+    with partition_step(context, artifacts, paths.pipeline_log):
         outputs = evaluation.evaluate_checkpoint(
-            RecordStore(layout.processed),
-            read_splits(layout.splits),
-            layout.models / BEST_CHECKPOINT,
+            RecordStore(artifacts.processed),
+            read_splits(artifacts.splits),
+            artifacts.models / BEST_CHECKPOINT,
             gpu.device_settings(),
-            layout.test_metrics,
-            layout.figures,
+            artifacts.test_metrics,
+            artifacts.figures,
             expected_sha256=_recorded_checkpoint_sha256(context),
         )
     result = outputs.metrics

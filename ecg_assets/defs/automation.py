@@ -10,9 +10,9 @@ import json
 import dagster as dg
 
 from ecg_assets.core.fingerprint import folder_fingerprint
-from ecg_assets.jobs import ecg_pipeline_job
-from ecg_assets.partitions import dataset_partitions
-from ecg_assets.resources import EcgPathsResource
+from ecg_assets.defs.jobs import ecg_pipeline_job
+from ecg_assets.defs.partitions import dataset_partitions
+from ecg_assets.defs.resources import EcgPathsResource
 
 WEEKLY_CRON = "0 3 * * 0"  # Sundays 03:00 UTC
 SENSOR_INTERVAL_SECONDS = 60

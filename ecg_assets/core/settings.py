@@ -9,9 +9,9 @@ from typing import Mapping
 
 from pydantic import BaseModel
 
+from ecg_assets.core.artifacts import is_valid_dataset_name
 from ecg_assets.core.demo import DEMO_DATASETS
 from ecg_assets.core.labels import OVERRIDE_FILE_NAME
-from ecg_assets.core.layout import is_valid_dataset_name
 
 logger = logging.getLogger(__name__)
 

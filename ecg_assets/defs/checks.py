@@ -15,17 +15,17 @@ from typing import Iterator
 import dagster as dg
 import pandas as pd
 
-from ecg_assets.assets import SMOKE_TEST_RECORDS, label_mapping, processed_records, splits, test_metrics
 from ecg_assets.core import quality
+from ecg_assets.core.artifacts import PartitionArtifacts
+from ecg_assets.core.atomic_io import read_json
 from ecg_assets.core.label_mapping import read_label_mapping
-from ecg_assets.core.layout import PartitionLayout
 from ecg_assets.core.preprocessing import FAILURES_FILE
 from ecg_assets.core.splits import read_splits
-from ecg_assets.core.storage import read_json
 from ecg_assets.core.store import RecordStore
-from ecg_assets.metadata import markdown_table
-from ecg_assets.partitions import dataset_partitions
-from ecg_assets.resources import EcgPathsResource
+from ecg_assets.defs.assets import SMOKE_TEST_RECORDS, label_mapping, processed_records, splits, test_metrics
+from ecg_assets.defs.metadata import markdown_table
+from ecg_assets.defs.partitions import dataset_partitions
+from ecg_assets.defs.resources import EcgPathsResource
 
 EXAMPLES_SHOWN = 20
 
@@ -106,8 +106,8 @@ def _latest_materialization_metadata(context: dg.AssetCheckExecutionContext, ass
 # Check results from a partition's artifacts: plain functions, so tests can run them on broken artifacts.
 
 
-def finite_signals_result(layout: PartitionLayout) -> dg.AssetCheckResult:
-    store = RecordStore(layout.processed)
+def finite_signals_result(artifacts: PartitionArtifacts) -> dg.AssetCheckResult:
+    store = RecordStore(artifacts.processed)
     bad = quality.non_finite_records(store)
     return _result(
         FINITE_SIGNALS,
@@ -120,13 +120,13 @@ def finite_signals_result(layout: PartitionLayout) -> dg.AssetCheckResult:
     )
 
 
-def labels_match_result(layout: PartitionLayout, smoke_test: bool) -> dg.AssetCheckResult:
-    table = read_label_mapping(layout.label_mapping)
+def labels_match_result(artifacts: PartitionArtifacts, smoke_test: bool) -> dg.AssetCheckResult:
+    table = read_label_mapping(artifacts.label_mapping)
     expected = table[table["mapped_label"] != ""]
     if smoke_test:
         expected = expected.head(SMOKE_TEST_RECORDS)
-    store = RecordStore(layout.processed)
-    comparison = quality.compare_label_distribution(expected, store.index, _failed_record_ids(layout.processed))
+    store = RecordStore(artifacts.processed)
+    comparison = quality.compare_label_distribution(expected, store.index, _failed_record_ids(artifacts.processed))
     return _result(
         LABELS_MATCH,
         passed=comparison.matches,
@@ -141,9 +141,9 @@ def labels_match_result(layout: PartitionLayout, smoke_test: bool) -> dg.AssetCh
     )
 
 
-def failed_share_result(layout: PartitionLayout, max_failed_share: float) -> dg.AssetCheckResult:
-    failed = len(_failed_record_ids(layout.processed))
-    share = quality.failed_share(len(RecordStore(layout.processed)), failed)
+def failed_share_result(artifacts: PartitionArtifacts, max_failed_share: float) -> dg.AssetCheckResult:
+    failed = len(_failed_record_ids(artifacts.processed))
+    share = quality.failed_share(len(RecordStore(artifacts.processed)), failed)
     return _result(
         FAILED_SHARE,
         passed=share <= max_failed_share,
@@ -152,8 +152,10 @@ def failed_share_result(layout: PartitionLayout, max_failed_share: float) -> dg.
     )
 
 
-def split_usability_result(layout: PartitionLayout) -> dg.AssetCheckResult:
-    coverage = quality.split_coverage(RecordStore(layout.processed).index["label"].tolist(), read_splits(layout.splits))
+def split_usability_result(artifacts: PartitionArtifacts) -> dg.AssetCheckResult:
+    coverage = quality.split_coverage(
+        RecordStore(artifacts.processed).index["label"].tolist(), read_splits(artifacts.splits)
+    )
     missing = coverage.train_classes_missing_from_val
     return _result(
         SPLITS_USABLE,
@@ -167,8 +169,8 @@ def split_usability_result(layout: PartitionLayout) -> dg.AssetCheckResult:
     )
 
 
-def split_disjointness_result(layout: PartitionLayout) -> dg.AssetCheckResult:
-    overlaps = quality.split_overlaps(RecordStore(layout.processed).index, read_splits(layout.splits))
+def split_disjointness_result(artifacts: PartitionArtifacts) -> dg.AssetCheckResult:
+    overlaps = quality.split_overlaps(RecordStore(artifacts.processed).index, read_splits(artifacts.splits))
     return _result(
         SPLITS_DISJOINT,
         passed=overlaps.disjoint,
@@ -182,8 +184,8 @@ def split_disjointness_result(layout: PartitionLayout) -> dg.AssetCheckResult:
     )
 
 
-def majority_baseline_result(layout: PartitionLayout) -> dg.AssetCheckResult:
-    result = read_json(layout.test_metrics)
+def majority_baseline_result(artifacts: PartitionArtifacts) -> dg.AssetCheckResult:
+    result = read_json(artifacts.test_metrics)
     return _result(
         BEATS_MAJORITY,
         passed=result["macro_f1"] > result["majority_class_macro_f1"],
@@ -203,23 +205,23 @@ def majority_baseline_result(layout: PartitionLayout) -> dg.AssetCheckResult:
 def processed_records_checks(
     context: dg.AssetCheckExecutionContext, config: FailedShareConfig, paths: EcgPathsResource
 ) -> Iterator[dg.AssetCheckResult]:
-    layout = paths.layout(context.partition_key)
+    artifacts = paths.artifacts(context.partition_key)
     smoke_test = _latest_materialization_metadata(context, processed_records.key).get("smoke_test")
-    yield finite_signals_result(layout)
-    yield labels_match_result(layout, bool(smoke_test and smoke_test.value))
-    yield failed_share_result(layout, config.max_failed_share)
+    yield finite_signals_result(artifacts)
+    yield labels_match_result(artifacts, bool(smoke_test and smoke_test.value))
+    yield failed_share_result(artifacts, config.max_failed_share)
 
 
 @dg.multi_asset_check(specs=[SPLITS_USABLE, SPLITS_DISJOINT], name="splits_checks")
 def splits_checks(context: dg.AssetCheckExecutionContext, paths: EcgPathsResource) -> Iterator[dg.AssetCheckResult]:
-    layout = paths.layout(context.partition_key)
-    yield split_usability_result(layout)
-    yield split_disjointness_result(layout)
+    artifacts = paths.artifacts(context.partition_key)
+    yield split_usability_result(artifacts)
+    yield split_disjointness_result(artifacts)
 
 
 @dg.multi_asset_check(specs=[BEATS_MAJORITY], name="test_metrics_checks")
 def evaluation_checks(context: dg.AssetCheckExecutionContext, paths: EcgPathsResource) -> Iterator[dg.AssetCheckResult]:
-    yield majority_baseline_result(paths.layout(context.partition_key))
+    yield majority_baseline_result(paths.artifacts(context.partition_key))
 
 
 ecg_checks = [processed_records_checks, splits_checks, evaluation_checks]

@@ -5,7 +5,7 @@ Both select assets, so each run also executes the asset checks of the assets it 
 
 import dagster as dg
 
-from ecg_assets.assets import ecg_assets, test_metrics, trained_model
+from ecg_assets.defs.assets import ecg_assets, test_metrics, trained_model
 
 ecg_pipeline_job = dg.define_asset_job(
     name="ecg_pipeline",

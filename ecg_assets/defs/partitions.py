@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ecg_assets.settings import Settings
+from ecg_assets.core.settings import Settings
 
 dataset_partitions = dg.StaticPartitionsDefinition(Settings.from_env().dataset_names())

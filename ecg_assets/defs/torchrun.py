@@ -1,6 +1,6 @@
 """`trained_model` on several processes: torchrun launched through Dagster Pipes.
 
-The step process runs `torchrun --standalone --nproc_per_node=N -m ecg_assets.train_worker` with
+The step process runs `torchrun --standalone --nproc_per_node=N -m ecg_assets.cli.train_worker` with
 the `PipesSubprocessClient` resource: the job travels in the Pipes extras, rank 0's log lines
 arrive in the run log while it trains, and its reported materialization comes back here.
 """
@@ -12,12 +12,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from ecg_assets.core.distributed import Ranks
-from ecg_assets.core.layout import PartitionLayout
+from ecg_assets.cli.train_worker import TorchrunJob
+from ecg_assets.core.artifacts import PartitionArtifacts
+from ecg_assets.core.ddp import Ranks
 from ecg_assets.core.training import DeviceSettings, TrainingConfig
-from ecg_assets.train_worker import TorchrunJob
 
-WORKER_MODULE = "ecg_assets.train_worker"
+WORKER_MODULE = "ecg_assets.cli.train_worker"
 
 
 def torchrun_command(processes: int, module: str = WORKER_MODULE) -> list[str]:
@@ -44,19 +44,19 @@ def train_with_torchrun(
     context: dg.AssetExecutionContext,
     client: dg.PipesSubprocessClient,
     processes: int,
-    layout: PartitionLayout,
+    artifacts: PartitionArtifacts,
     pipeline_log: Path,
     config: TrainingConfig,
     device: DeviceSettings,
 ) -> dg.MaterializeResult:
-    """Train `layout`'s partition on `processes` torchrun workers; returns rank 0's reported materialization."""
+    """Train `artifacts`'s partition on `processes` torchrun workers; returns rank 0's reported materialization."""
     Ranks(world_size=processes).per_rank_batch(config.batch_size)  # a bad batch size fails before launching
     job = TorchrunJob(
         partition=context.partition_key,
-        store=layout.processed,
-        splits=layout.splits,
-        models_dir=layout.models,
-        training_log=layout.training_log,
+        store=artifacts.processed,
+        splits=artifacts.splits,
+        models_dir=artifacts.models,
+        training_log=artifacts.training_log,
         pipeline_log=pipeline_log,
         config=config.model_dump(),
         device=device.to_json(),

@@ -17,7 +17,7 @@ def is_valid_dataset_name(name: str) -> bool:
 
 
 @dataclass(frozen=True)
-class PartitionLayout:
+class PartitionArtifacts:
     """Artifact paths of one dataset partition, as the notebook pipeline laid them out."""
 
     artifacts_root: Path

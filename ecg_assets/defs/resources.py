@@ -10,10 +10,10 @@ import dagster as dg
 import torch
 from pydantic import Field
 
+from ecg_assets.core.artifacts import PartitionArtifacts, pipeline_log
 from ecg_assets.core.demo import DEMO_DATASETS, ensure_demo_dataset
-from ecg_assets.core.layout import PartitionLayout, pipeline_log
+from ecg_assets.core.settings import Settings
 from ecg_assets.core.training import DeviceSettings
-from ecg_assets.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ class EcgPathsResource(dg.ConfigurableResource):
     def settings(self) -> Settings:
         return Settings(data_dir=Path(self.data_dir) if self.data_dir else None, artifacts_dir=Path(self.artifacts_dir))
 
-    def layout(self, dataset: str) -> PartitionLayout:
-        return PartitionLayout(Path(self.artifacts_dir), dataset)
+    def artifacts(self, dataset: str) -> PartitionArtifacts:
+        return PartitionArtifacts(Path(self.artifacts_dir), dataset)
 
     @property
     def pipeline_log(self) -> Path:
@@ -52,7 +52,7 @@ class TorchDeviceResource(dg.ConfigurableResource):
     """The compute device for training and inference (GPU-tagged: the training asset's pool is `gpu`).
 
     `auto` picks CUDA when available and otherwise falls back to the CPU with a warning.
-    `processes_per_node` > 1 trains on that many torchrun processes (`ecg_assets.distributed`).
+    `processes_per_node` > 1 trains on that many torchrun processes (`ecg_assets.defs.torchrun`).
     """
 
     device: Literal["auto", "cuda", "cpu"] = Field("auto", description="auto | cuda | cpu")

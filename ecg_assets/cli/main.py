@@ -18,10 +18,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ecg_assets.settings import ARTIFACTS_DIR_ENV, Settings
+from ecg_assets.core.settings import ARTIFACTS_DIR_ENV, Settings
 
 DEFINITIONS_MODULE = "ecg_assets.definitions"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INSTANCE_TEMPLATE = PROJECT_ROOT / "dagster.yaml"
 
 

@@ -1,0 +1,43 @@
+"""`python -m ecg_assets.predict --model best.pth --input DIR --output CSV`: score recordings a model has never seen.
+
+Thin: parses arguments and calls `ecg_assets.core.inference.predict_folder`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ecg_assets.core.checkpoints import CheckpointError
+from ecg_assets.core.datasets import UnknownFormatError
+from ecg_assets.core.inference import predict_folder
+
+logger = logging.getLogger("ecg_assets.predict")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ecg_assets.predict", description=__doc__.split("\n")[0].split(": ", 1)[1]
+    )
+    parser.add_argument("--model", required=True, type=Path, help="a best.pth / latest.pth of this pipeline")
+    parser.add_argument("--input", required=True, type=Path, help="a dataset folder in any supported format")
+    parser.add_argument("--output", required=True, type=Path, help="the predictions CSV to write")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--sha256", help="refuse the checkpoint unless its SHA-256 is this (trained_model's checkpoint_sha256)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        report = predict_folder(args.model, args.input, args.output, args.device, args.batch_size, args.sha256)
+    except (CheckpointError, UnknownFormatError) as error:
+        logger.error("%s", error)
+        return 2
+    return 0 if report.scored or not report.failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
