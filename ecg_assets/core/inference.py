@@ -23,12 +23,13 @@ from pydantic import ValidationError
 from ecg_assets.core.atomic_io import atomic_write_text
 from ecg_assets.core.checkpoints import CheckpointError, load_checkpoint
 from ecg_assets.core.datasets import detect_format
+from ecg_assets.core.devices import resolve_device
 from ecg_assets.core.labels import LABELS
 from ecg_assets.core.model import build_model
 from ecg_assets.core.preprocessing import RecordPreparer, RecordProcessingConfig, failure_reason, mask_string
 from ecg_assets.core.signal import LEAD_ORDER
 from ecg_assets.core.store import RecordStoreWriter
-from ecg_assets.core.training import DeviceSettings, TrainingConfig, inference_batches, predict_probabilities
+from ecg_assets.core.training import TrainingConfig, inference_batches, predict_probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def predict_folder(
     `expected_sha256` (e.g. the `checkpoint_sha256` of the `trained_model` materialization), a
     checkpoint whose hash differs is refused.
     """
-    settings = DeviceSettings(device=torch.device(device))
+    settings = resolve_device(device, setting_hint="--device")
     loaded = load_model(model_path, settings.device, expected_sha256)
     dataset_format = detect_format(input_dir)
     scan = dataset_format.scan(input_dir)
