@@ -16,7 +16,7 @@ from ecg_assets.defs import checks
 from ecg_assets.defs.assets import ecg_assets
 from ecg_assets.defs.resources import EcgPathsResource
 
-from .conftest import cpu_resources
+from .conftest import cpu_resources, materialize_partition
 
 TINY_TRAINING = {"epochs": 1, "batch_size": 16, "base_channels": 8}
 SMOKE = {"processed_records": {"config": {"smoke_test": True}}}
@@ -30,7 +30,7 @@ WARNING_ONLY = {"processed_records:failed_record_share_is_low", "test_metrics:ma
 
 
 def _run(tmp_path, partition, run_config, instance=None):
-    return dg.materialize(
+    return materialize_partition(
         [*ecg_assets, *checks.ecg_checks],
         partition_key=partition,
         resources=cpu_resources(tmp_path),
@@ -89,7 +89,7 @@ def test_a_failing_blocking_check_stops_training_in_the_same_run(tmp_path):
 def smoke_artifacts(tmp_path_factory):
     """label_mapping, processed_records and splits of the demo_cinc2017 smoke test (10 records), once."""
     root = tmp_path_factory.mktemp("check_artifacts")
-    result = dg.materialize(
+    result = materialize_partition(
         ecg_assets[:3],
         partition_key="demo_cinc2017",
         resources={"paths": EcgPathsResource(artifacts_dir=str(root))},

@@ -34,7 +34,7 @@ from ecg_assets.core.store import MANIFEST, RecordStore
 from ecg_assets.defs.assets import label_mapping, processed_records
 from ecg_assets.defs.resources import EcgPathsResource
 
-from .conftest import PROJECT_ROOT
+from .conftest import PROJECT_ROOT, materialize_partition
 
 DATASET = "demo_cinc2017"
 EXPORTS = ("labels.npy", "label_map.json", "failures.csv")
@@ -554,11 +554,13 @@ def test_a_read_only_artifacts_folder_fails_the_asset_with_the_path(make_disk, d
     resources = {"paths": EcgPathsResource(artifacts_dir=str(disk.root))}
     smoke = {"ops": {"processed_records": {"config": {"smoke_test": True}}}}
     assets = [label_mapping, processed_records]
-    assert dg.materialize(assets, partition_key=DATASET, resources=resources, run_config=smoke).success
+    assert materialize_partition(assets, partition_key=DATASET, resources=resources, run_config=smoke).success
     artifacts = PartitionArtifacts(disk.root, DATASET)
     mapping_before, store_before = artifacts.label_mapping.read_bytes(), store_content(artifacts.processed)
     disk.make_read_only()
-    result = dg.materialize(assets, partition_key=DATASET, resources=resources, run_config=smoke, raise_on_error=False)
+    result = materialize_partition(
+        assets, partition_key=DATASET, resources=resources, run_config=smoke, raise_on_error=False
+    )
     assert not result.success
     (failure,) = [event for event in result.all_events if event.is_step_failure]
     error = failure.step_failure_data.error.to_string()

@@ -13,6 +13,8 @@ from ecg_assets.core.store import RecordStoreWriter
 from ecg_assets.defs import assets, metadata
 from ecg_assets.defs.resources import EcgPathsResource
 
+from .conftest import register_partitions
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -125,6 +127,7 @@ def test_a_code_change_marks_the_asset_stale_and_after_it_reruns_its_downstream(
         }
 
     with dg.instance_for_test() as instance:
+        register_partitions(instance, "demo_cinc2017")
         kwargs = {"partition_key": "demo_cinc2017", "resources": resources, "run_config": run_config}
         assert dg.materialize([label_mapping, processed_records, splits], instance=instance, **kwargs).success
         assert status(instance, [label_mapping, processed_records, splits]) == {"processed_records": [], "splits": []}
