@@ -55,7 +55,7 @@ def materialize(partitions: list[str], selection: str, run_config: dict, setting
 
     failed = []
     with dg.DagsterInstance.get() as instance:
-        register_datasets(instance, partitions)
+        register_datasets(instance, [*settings.dataset_names(), *partitions])
         for partition in partitions:
             print(f"==> {PIPELINE_JOB} run of {selection!r} for partition {partition}", flush=True)
             try:

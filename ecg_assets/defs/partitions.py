@@ -50,13 +50,13 @@ def register_datasets(instance: dg.DagsterInstance, names: Iterable[str]) -> lis
     return added
 
 
-def register_present_datasets(settings: Settings, environ=os.environ) -> list[str]:
+def register_present_datasets(settings: Settings) -> list[str]:
     """At code load: register the datasets present now in the instance `DAGSTER_HOME` names.
 
     Without `DAGSTER_HOME` (tests, an ephemeral instance) nothing happens. Never raises: a
     failure to register is logged and the code location still loads.
     """
-    if not environ.get("DAGSTER_HOME"):
+    if not os.environ.get("DAGSTER_HOME"):
         return []
     try:
         with dg.DagsterInstance.get() as instance:
