@@ -195,3 +195,25 @@ def test_majority_baseline_check(tmp_path, macro_f1, passed):
     artifacts.test_metrics.write_text(json.dumps({"macro_f1": macro_f1, "majority_class_macro_f1": 0.3333}))
     result = checks.majority_baseline_result(artifacts)
     assert result.passed is passed and result.severity == dg.AssetCheckSeverity.WARN
+
+
+def test_each_checks_op_opens_the_store_once_and_splits_declares_the_label_mapping(tmp_path, monkeypatch):
+    opened = []
+
+    class CountingStore(RecordStore):
+        def __init__(self, *args, **kwargs):
+            opened.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(checks, "RecordStore", CountingStore)
+    result = materialize_partition(
+        [*ecg_assets[:3], checks.processed_records_checks, checks.splits_checks],
+        partition_key="demo_cinc2017",
+        resources={"paths": EcgPathsResource(artifacts_dir=str(tmp_path))},
+        run_config={"ops": SMOKE},
+    )
+    assert result.success and len(result.get_asset_check_evaluations()) == 5
+    assert len(opened) == 2  # one per checks op, not one per check
+
+    parents = defs.resolve_asset_graph().get(dg.AssetKey("splits")).parent_keys
+    assert dg.AssetKey("label_mapping") in parents  # splits reads label_mapping.csv

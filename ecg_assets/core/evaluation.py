@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ecg_assets.core.atomic_io import atomic_write_json
+from ecg_assets.core.atomic_io import atomic_write_json, read_json
 from ecg_assets.core.checkpoints import file_sha256, load_checkpoint
 from ecg_assets.core.labels import LABELS
 from ecg_assets.core.metrics import classification_metrics, macro_f1
 from ecg_assets.core.model import build_model
 from ecg_assets.core.plots import plot_confusion_matrix, plot_f1_scores, plot_training_history
 from ecg_assets.core.store import RecordStore
-from ecg_assets.core.training import DeviceSettings, inference_batches, predict_probabilities
+from ecg_assets.core.training import DeviceSettings, inference_batches, predict_probabilities, read_training_log
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +40,16 @@ def evaluate_checkpoint(
     figures_dir: Path,
     batch_size: int = 64,
     expected_sha256: str | None = None,
+    training_log: Path | None = None,
+    dataset: str | None = None,
 ) -> EvaluationOutputs:
-    """Score `splits["test"]` with a checkpoint; write `test_metrics.json` and the figures.
+    """Score `splits["test"]` with a checkpoint; write `test_metrics.json` and the figures (titled with `dataset`).
 
     Only the classes the model was trained on are scored (a class absent from training
     cannot be predicted), so for CinC 2017 macro F1 equals the challenge's mean F1 of N, A, O.
     With `expected_sha256`, a checkpoint with another hash is refused (`CheckpointError`).
+    The history figure plots every epoch of `training_log` (the checkpoint's own history ends
+    at its epoch, the best one for `best.pth`); without a log, the checkpoint's history.
     """
     checkpoint = load_checkpoint(checkpoint_path, map_location=settings.device, expected_sha256=expected_sha256)
     model = build_model(checkpoint["model_config"]).to(settings.device)
@@ -76,13 +80,19 @@ def evaluate_checkpoint(
         pngs={},
     )
     atomic_write_json(outputs.metrics_file, metrics)
-    outputs.pngs["f1"] = plot_f1_scores(metrics["per_class"], outputs.f1_plot)
-    outputs.pngs["history"] = plot_training_history(checkpoint["history"], outputs.history_plot)
+    history = read_training_log(training_log)["epochs"] if training_log is not None else checkpoint["history"]
+    outputs.pngs["f1"] = plot_f1_scores(metrics["per_class"], outputs.f1_plot, dataset=dataset)
+    outputs.pngs["history"] = plot_training_history(history, outputs.history_plot, dataset=dataset)
     outputs.pngs["confusion"] = plot_confusion_matrix(
-        metrics["confusion_matrix"], metrics["classes"], outputs.confusion_plot
+        metrics["confusion_matrix"], metrics["classes"], outputs.confusion_plot, dataset=dataset
     )
     logger.info("test macro F1 %.4f on %d records", metrics["macro_f1"], metrics["n_samples"])
     return outputs
+
+
+def read_test_metrics(path: Path) -> dict:
+    """A `test_metrics.json` as `evaluate_checkpoint` wrote it (macro/micro/weighted F1, per class, baseline, ...)."""
+    return read_json(path)
 
 
 def _majority_baseline(train_labels: np.ndarray, y_true: np.ndarray, classes: list[int]) -> float:

@@ -9,7 +9,6 @@ import pandas as pd
 from pydantic import Field
 
 from ecg_assets.core import evaluation, versioning
-from ecg_assets.core.atomic_io import read_json
 from ecg_assets.core.checkpoints import CheckpointError
 from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.demo import MARKER_FILE
@@ -17,10 +16,11 @@ from ecg_assets.core.label_mapping import build_label_mapping, read_label_mappin
 from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
 from ecg_assets.core.splits import SPLIT_NAMES, SplitConfig, assign_splits, read_splits, strat_folds_for, write_splits
 from ecg_assets.core.store import RecordStore
-from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig, train_model
+from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig, read_training_log, train_model
 from ecg_assets.defs.metadata import (
     counts_table,
     example_waveforms,
+    human_size,
     markdown_table,
     png_markdown,
     reasons_table,
@@ -45,8 +45,10 @@ GPU_OP_TAGS = {
 
 
 def _dataset_note(paths: EcgPathsResource, dataset: str) -> str:
-    folder = paths.dataset_dir(dataset)
-    if (folder / MARKER_FILE).is_file():
+    """Where the partition's recordings come from; SYNTHETIC for the generated demo, so every number says so."""
+    settings = paths.settings()
+    folder = settings.dataset_dir(dataset)
+    if settings.is_demo_dataset(dataset) or (folder / MARKER_FILE).is_file():
         return f"SYNTHETIC demo data (generated, not patient recordings) at {folder}"
     return str(folder)
 
@@ -158,12 +160,13 @@ def processed_records(
             "original_seconds": dg.MetadataValue.json(_summary(report.original_seconds)),
             "label_counts": counts_table(record_store.index["label"].value_counts().to_dict(), "label"),
             "example_waveforms": example_waveforms(
-                record_store, config.target_fs, artifacts.figures / "example_waveforms.png"
+                record_store, config.target_fs, artifacts.figures / "example_waveforms.png", dataset=dataset
             ),
             "recording_distributions": recording_distributions(
-                record_store, artifacts.figures / "recording_distributions.png"
+                record_store, artifacts.figures / "recording_distributions.png", dataset=dataset
             ),
             "store_bytes": record_store.nbytes(),
+            "store_size": human_size(record_store.nbytes()),
             "store_disk_bytes": record_store.disk_bytes(),
             "records_with_long_window": int((record_store.window_samples > 0).sum()),
             "store_generation": record_store.generation,
@@ -177,14 +180,15 @@ def processed_records(
 @dg.asset(
     partitions_def=dataset_partitions,
     group_name=GROUP,
-    deps=[processed_records],
+    deps=[processed_records, label_mapping],  # label_mapping.csv: PTB-XL strat_fold
     kinds={"python", "json"},
     code_version=versioning.code_version(versioning.SPLITS_CODE),
     description="Train/validation/test split of the processed records: PTB-XL strat_fold when present, else "
     "80/10/10 stratified by label with each patient in one split; reproducible from a seed.",
 )
 def splits(context: dg.AssetExecutionContext, config: SplitsConfig, paths: EcgPathsResource) -> dg.MaterializeResult:
-    artifacts = paths.artifacts(context.partition_key)
+    dataset = context.partition_key
+    artifacts = paths.artifacts(dataset)
     with partition_step(context, artifacts, paths.pipeline_log):
         index = RecordStore(artifacts.processed).index
         folds = strat_folds_for(index["record_id"].tolist(), read_label_mapping(artifacts.label_mapping))
@@ -199,6 +203,7 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, paths: EcgPa
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": sum(len(split[name]) for name in SPLIT_NAMES),
+            "dataset": _dataset_note(paths, dataset),
             **{f"{name}_records": len(split[name]) for name in SPLIT_NAMES},
             "method": result.method,
             "notes": "\n".join(result.notes) or "none",
@@ -228,7 +233,8 @@ def trained_model(
     gpu: TorchDeviceResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
-    artifacts = paths.artifacts(context.partition_key)
+    dataset = context.partition_key
+    artifacts = paths.artifacts(dataset)
     with partition_step(context, artifacts, paths.pipeline_log):
         device, processes = gpu.device_settings(), gpu.process_count()
         if processes > 1:
@@ -248,9 +254,12 @@ def trained_model(
             metadata = {**result.summary(device), "checkpoint": dg.MetadataValue.path(str(result.best_checkpoint))}
     return dg.MaterializeResult(
         metadata={
+            "dataset": _dataset_note(paths, dataset),
             **metadata,
             "training_history": training_history(
-                read_json(artifacts.training_log)["epochs"], artifacts.figures / "training_history.png"
+                read_training_log(artifacts.training_log)["epochs"],
+                artifacts.figures / "training_history.png",
+                dataset=dataset,
             ),
             "training_log": dg.MetadataValue.path(str(artifacts.training_log)),
         }
@@ -269,7 +278,8 @@ def trained_model(
 def test_metrics(
     context: dg.AssetExecutionContext, paths: EcgPathsResource, gpu: TorchDeviceResource
 ) -> dg.MaterializeResult:
-    artifacts = paths.artifacts(context.partition_key)
+    dataset = context.partition_key
+    artifacts = paths.artifacts(dataset)
     with partition_step(context, artifacts, paths.pipeline_log):
         outputs = evaluation.evaluate_checkpoint(
             RecordStore(artifacts.processed),
@@ -279,15 +289,19 @@ def test_metrics(
             artifacts.test_metrics,
             artifacts.figures,
             expected_sha256=_recorded_checkpoint_sha256(context),
+            training_log=artifacts.training_log,  # every epoch, not the checkpoint's history up to the best one
+            dataset=dataset,
         )
     result = outputs.metrics
-    per_class = pd.DataFrame(result["per_class"]).T.rename_axis("class").reset_index()
+    per_class = pd.DataFrame(result["per_class"]).T.rename_axis("class").reset_index().round(3)
+    per_class["support"] = per_class["support"].astype(int)  # a count of records, not a float
     return dg.MaterializeResult(
         metadata={
+            "dataset": _dataset_note(paths, dataset),
             **{key: round(result[key], 4) for key in ("macro_f1", "micro_f1", "weighted_f1", "accuracy")},
             "majority_class_macro_f1": round(result["majority_class_macro_f1"], 4),
             "test_records": result["n_samples"],
-            "per_class": markdown_table(per_class.round(3)),
+            "per_class": markdown_table(per_class),
             "classification_report": dg.MetadataValue.md(f"```\n{result['classification_report']}\n```"),
             "confusion_matrix": png_markdown(outputs.pngs["confusion"], "confusion matrix"),
             "f1_scores": png_markdown(outputs.pngs["f1"], "test F1 per class"),
