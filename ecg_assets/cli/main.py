@@ -2,6 +2,7 @@
 
     ecg-assets materialize            the whole chain for every dataset present (one ecg_pipeline run each)
     ecg-assets materialize -p KEY     one partition (repeatable); --select limits the assets, --config-json
+                                      gives run config, --job retrain_and_evaluate runs that job instead
     ecg-assets ui                     dagster dev -w workspace.yaml on http://127.0.0.1:3000
     ecg-assets partitions             register the datasets present and list every dataset partition
 
@@ -46,8 +47,10 @@ def _dagster() -> str:
     return str(Path(sys.executable).with_name("dagster"))
 
 
-def materialize(partitions: list[str], selection: str, run_config: dict, settings: Settings) -> int:
-    """One `ecg_pipeline` run per partition, in this process; returns the number of failed partitions."""
+def materialize(
+    partitions: list[str], selection: str, run_config: dict, settings: Settings, job_name: str = PIPELINE_JOB
+) -> int:
+    """One run of `job_name` per partition, in this process; returns the number of failed partitions."""
     import dagster as dg
 
     from ecg_assets.cli.runs import run_pipeline
@@ -57,9 +60,9 @@ def materialize(partitions: list[str], selection: str, run_config: dict, setting
     with dg.DagsterInstance.get() as instance:
         register_datasets(instance, [*settings.dataset_names(), *partitions])
         for partition in partitions:
-            print(f"==> {PIPELINE_JOB} run of {selection!r} for partition {partition}", flush=True)
+            print(f"==> {job_name} run of {selection!r} for partition {partition}", flush=True)
             try:
-                result = run_pipeline(instance, partition, selection, run_config)
+                result = run_pipeline(instance, partition, selection, run_config, job_name)
             except Exception as error:  # noqa: BLE001 - one partition's failure must not stop the others
                 print(f"    {partition}: {type(error).__name__}: {error}", file=sys.stderr)
                 failed.append(partition)
@@ -107,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "-p", "--partition", action="append", help="partition key (repeatable); default: every dataset present"
     )
-    run.add_argument("--select", default="*", help="assets of the job to run (default: '*', the whole chain)")
+    run.add_argument("--select", default="*", help="assets of the job to run (default: '*', all of them)")
+    run.add_argument("--job", default=PIPELINE_JOB, help="ecg_pipeline (default) or retrain_and_evaluate")
     run.add_argument("--config-json", default="{}", help="run config as JSON, as `dagster asset materialize` takes")
     ui = commands.add_parser("ui", help="start dagster dev (-w workspace.yaml) bound to 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return 1 if materialize(partitions, args.select, run_config, settings) else 0
+    return 1 if materialize(partitions, args.select, run_config, settings, args.job) else 0
 
 
 def _has_dataset(settings: Settings, key: str) -> bool:
