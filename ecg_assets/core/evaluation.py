@@ -12,7 +12,7 @@ import torch
 from ecg_assets.core.atomic_io import atomic_write_json
 from ecg_assets.core.checkpoints import file_sha256, load_checkpoint
 from ecg_assets.core.labels import LABELS
-from ecg_assets.core.metrics import classification_metrics, macro_f1
+from ecg_assets.core.metrics import bootstrap_intervals, classification_metrics, macro_f1
 from ecg_assets.core.model import build_model
 from ecg_assets.core.plots import plot_confusion_matrix, plot_f1_scores, plot_training_history
 from ecg_assets.core.store import RecordStore
@@ -57,6 +57,7 @@ def evaluate_checkpoint(
     y_pred = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, np.int64)
     trained_classes = np.flatnonzero(checkpoint["class_mask"]).tolist()
     metrics = classification_metrics(y_true, y_pred, LABELS, trained_classes)
+    metrics["intervals"] = bootstrap_intervals(y_true, y_pred, LABELS, trained_classes)
     metrics.update(
         {
             "test_loss": test_loss,
@@ -76,12 +77,21 @@ def evaluate_checkpoint(
         pngs={},
     )
     atomic_write_json(outputs.metrics_file, metrics)
-    outputs.pngs["f1"] = plot_f1_scores(metrics["per_class"], outputs.f1_plot)
+    outputs.pngs["f1"] = plot_f1_scores(
+        metrics["per_class"], outputs.f1_plot, intervals=metrics["intervals"]["per_class"]
+    )
     outputs.pngs["history"] = plot_training_history(checkpoint["history"], outputs.history_plot)
     outputs.pngs["confusion"] = plot_confusion_matrix(
         metrics["confusion_matrix"], metrics["classes"], outputs.confusion_plot
     )
-    logger.info("test macro F1 %.4f on %d records", metrics["macro_f1"], metrics["n_samples"])
+    low, high = metrics["intervals"]["macro_f1"]
+    logger.info(
+        "test macro F1 %.4f (95%% CI %.4f-%.4f, bootstrap over %d test records)",
+        metrics["macro_f1"],
+        low,
+        high,
+        metrics["n_samples"],
+    )
     return outputs
 
 

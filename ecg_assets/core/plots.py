@@ -40,14 +40,26 @@ def plot_training_history(history: Sequence[dict], path: Path | None = None) -> 
     return _save(figure, path)
 
 
-def plot_f1_scores(per_class: dict[str, dict], path: Path | None = None, title: str = "Test F1 per class") -> bytes:
-    """Bar chart of per-class F1 with support in the labels; returns the PNG bytes."""
+def plot_f1_scores(
+    per_class: dict[str, dict],
+    path: Path | None = None,
+    title: str = "Test F1 per class",
+    intervals: dict[str, Sequence[float]] | None = None,
+) -> bytes:
+    """Bar chart of per-class F1 with support in the labels (and 95 % intervals as error bars when given);
+    returns the PNG bytes."""
     names = list(per_class)
     scores = [per_class[name]["f1"] for name in names]
+    errors = None
+    if intervals:
+        low = [max(score - intervals[name][0], 0.0) for name, score in zip(names, scores)]
+        high = [max(intervals[name][1] - score, 0.0) for name, score in zip(names, scores)]
+        errors = [low, high]
     figure, axis = plt.subplots(figsize=(6, 3.6))
-    bars = axis.bar([f"{name}\n(n={per_class[name]['support']})" for name in names], scores, color="tab:blue")
-    axis.bar_label(bars, labels=[f"{score:.2f}" for score in scores])
-    axis.set(ylim=(0, 1.05), ylabel="F1", title=title)
+    labels = [f"{name}\n(n={int(per_class[name]['support'])})" for name in names]
+    bars = axis.bar(labels, scores, color="tab:blue", yerr=errors, capsize=4 if errors else 0, ecolor="black")
+    axis.bar_label(bars, labels=[f"{score:.2f}" for score in scores], padding=2 if errors is None else 8)
+    axis.set(ylim=(0, 1.1), ylabel="F1" + (" (bars: 95% bootstrap interval)" if errors else ""), title=title)
     axis.grid(axis="y", alpha=0.3)
     return _save(figure, path)
 

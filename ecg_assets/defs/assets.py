@@ -14,6 +14,7 @@ from ecg_assets.core.checkpoints import CheckpointError
 from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.demo import MARKER_FILE
 from ecg_assets.core.label_mapping import build_label_mapping, read_label_mapping, write_label_mapping
+from ecg_assets.core.metrics import format_interval
 from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
 from ecg_assets.core.splits import SPLIT_NAMES, SplitConfig, assign_splits, read_splits, strat_folds_for, write_splits
 from ecg_assets.core.store import RecordStore
@@ -281,10 +282,21 @@ def test_metrics(
             expected_sha256=_recorded_checkpoint_sha256(context),
         )
     result = outputs.metrics
+    intervals = result["intervals"]
     per_class = pd.DataFrame(result["per_class"]).T.rename_axis("class").reset_index()
+    per_class["f1_95ci"] = [
+        format_interval(f1, intervals["per_class"][name]) for name, f1 in zip(per_class["class"], per_class["f1"])
+    ]
+    averages = ("macro_f1", "micro_f1", "weighted_f1", "accuracy")
     return dg.MaterializeResult(
         metadata={
-            **{key: round(result[key], 4) for key in ("macro_f1", "micro_f1", "weighted_f1", "accuracy")},
+            **{key: round(result[key], 4) for key in averages},
+            "estimate": dg.MetadataValue.md(
+                "\n".join(f"- {key}: {format_interval(result[key], intervals[key])}" for key in averages)
+                + f"\n\n95% intervals: {intervals['method']} ({intervals['n_samples']} records, "
+                f"{intervals['resamples']} resamples)"
+            ),
+            **{f"{key}_95ci": dg.MetadataValue.json(intervals[key]) for key in averages},
             "majority_class_macro_f1": round(result["majority_class_macro_f1"], 4),
             "test_records": result["n_samples"],
             "per_class": markdown_table(per_class.round(3)),
