@@ -13,12 +13,13 @@ from ecg_assets.core.atomic_io import read_json
 from ecg_assets.core.checkpoints import CheckpointError
 from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.demo import MARKER_FILE
+from ecg_assets.core.ensemble import fit_model, training_histories
 from ecg_assets.core.label_mapping import build_label_mapping, read_label_mapping, write_label_mapping
 from ecg_assets.core.metrics import format_interval
 from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
 from ecg_assets.core.splits import SPLIT_NAMES, SplitConfig, assign_splits, read_splits, strat_folds_for, write_splits
 from ecg_assets.core.store import RecordStore
-from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig, train_model
+from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig
 from ecg_assets.defs.metadata import (
     counts_table,
     example_waveforms,
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 GROUP = "ecg_pipeline"
 SMOKE_TEST_RECORDS = 10
+MEMBER_COLUMNS = ("member", "train_records", "val_records", "best_epoch", "best_val_macro_f1")
 # What a Kubernetes run launcher / k8s_job_executor turns into a GPU request for the training step.
 GPU_OP_TAGS = {
     "dagster-k8s/config": {
@@ -238,7 +240,7 @@ def trained_model(
             )
             metadata = dict(reported.metadata or {})
         else:
-            result = train_model(
+            result = fit_model(
                 RecordStore(artifacts.processed),
                 read_splits(artifacts.splits),
                 config,
@@ -247,12 +249,20 @@ def trained_model(
                 artifacts.training_log,
             )
             metadata = {**result.summary(device), "checkpoint": dg.MetadataValue.path(str(result.best_checkpoint))}
+    log = read_json(artifacts.training_log)
+    if log.get("members"):
+        members = pd.DataFrame([{key: member[key] for key in MEMBER_COLUMNS} for member in log["members"]]).round(4)
+        metadata["ensemble_members"] = markdown_table(members)
+        estimate = log["cross_validation"]
+        metadata["cv_estimate"] = dg.MetadataValue.md(
+            f"cross-validated macro F1 {format_interval(estimate['macro_f1'], estimate['intervals']['macro_f1'])} "
+            f"over {estimate['n_samples']} out-of-fold records (each scored by the member that did not train on "
+            "it; the test split is untouched)"
+        )
     return dg.MaterializeResult(
         metadata={
             **metadata,
-            "training_history": training_history(
-                read_json(artifacts.training_log)["epochs"], artifacts.figures / "training_history.png"
-            ),
+            "training_history": training_history(training_histories(log), artifacts.figures / "training_history.png"),
             "training_log": dg.MetadataValue.path(str(artifacts.training_log)),
         }
     )
