@@ -235,7 +235,9 @@ def test_demo_metadata_says_synthetic_everywhere_and_test_metrics_plots_the_whol
             note = event.materialization.metadata["dataset"].value
             assert note.startswith("SYNTHETIC demo data"), (event.asset_key, note)
         per_class = result.asset_materializations_for_node("test_metrics")[0].metadata["per_class"].value
-        supports = [row.split("|")[-2].strip() for row in per_class.splitlines()[2:]]
+        header, _, *rows = per_class.splitlines()
+        column = [cell.strip() for cell in header.split("|")].index("support")
+        supports = [row.split("|")[column].strip() for row in rows]
         assert supports and all(support.isdigit() for support in supports), per_class  # counts, not 3.0
 
         # Training went on after the best epoch: the log has an epoch the best checkpoint's history lacks.
