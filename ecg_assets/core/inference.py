@@ -14,6 +14,7 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -83,13 +84,15 @@ def predict_folder(
     device: str = "cpu",
     batch_size: int = 64,
     expected_sha256: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> PredictionReport:
     """Score every record of `input_dir` with the checkpoint at `model_path`; write `output_csv`.
 
     Unreadable records (and files the format could not match to a record) are written with
     their reason in the `error` column and logged; they are never dropped silently. With
     `expected_sha256` (e.g. the `checkpoint_sha256` of the `trained_model` materialization), a
-    checkpoint whose hash differs is refused.
+    checkpoint whose hash differs is refused. `progress(stage, done, total)` is called as records are read
+    (`reading`) and scored (`scoring`).
     """
     settings = DeviceSettings(device=torch.device(device))
     loaded = load_model(model_path, settings.device, expected_sha256)
@@ -100,7 +103,9 @@ def predict_folder(
     preparer = RecordPreparer(config)
     with tempfile.TemporaryDirectory(prefix="ecg-predict-") as scratch:
         with RecordStoreWriter(Path(scratch), (len(LEAD_ORDER), config.target_length)) as writer:
-            for entry in scan.entries:
+            for done, entry in enumerate(scan.entries, start=1):
+                if progress is not None:
+                    progress("reading", done - 1, len(scan.entries))
                 try:
                     _, prepared = preparer.read(input_dir, dataset_format, entry)
                 except Exception as error:  # one bad file must not stop the others
@@ -108,10 +113,14 @@ def predict_folder(
                     continue
                 row = {"record_id": entry.record_id, "label_index": -1, "lead_mask": mask_string(prepared.lead_mask)}
                 writer.append(prepared.signal, row, prepared.window)
+            if progress is not None:
+                progress("reading", len(scan.entries), len(scan.entries))
             store = writer.commit(metadata={"preprocess": config.model_dump()})
         positions = np.arange(len(store))
         labels = np.zeros(len(store), dtype=np.int64)
         batches = inference_batches(store, positions, labels, batch_size, loaded.training)
+        if progress is not None:
+            batches = _ReportedBatches(batches, lambda done, total: progress("scoring", done, total))
         probabilities, _, _ = predict_probabilities(loaded.model, batches, settings, loaded.class_mask)
         record_ids = store.index["record_id"].tolist() if len(store) else []
     for record_id, reason in failures:
@@ -120,6 +129,24 @@ def predict_folder(
     atomic_write_text(output_csv, table.to_csv(index=False))
     logger.info("scored %d record(s), %d not scored; wrote %s", len(record_ids), len(failures), output_csv)
     return PredictionReport(scored=len(record_ids), failures=failures, output=output_csv)
+
+
+class _ReportedBatches:
+    """Inference batches that report how many records are scored as they are consumed."""
+
+    def __init__(self, batches, report: Callable[[int, int], None]):
+        self.batches, self.report, self.indices = batches, report, batches.indices
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator:
+        total = len(self.indices)
+        self.report(0, total)
+        for batch in self.batches:
+            yield batch
+            self.report(min(int(batch[2][-1]) + 1, total), total)
+        self.report(total, total)
 
 
 def _prediction_table(
