@@ -140,6 +140,10 @@ def processed_records(
         record_store, report = process_records(
             dataset_dir, detect_format(dataset_dir), records, artifacts.processed, preprocess_config
         )
+        logger.info(
+            f"Preprocessing with unified labels completed successfully: {report.processed} of {report.discovered} "
+            f"records stored in {artifacts.processed} ({report.failed} failed, listed in failures.csv)"
+        )
     fs_counts = pd.Series(report.original_fs, dtype=float).value_counts().sort_index()
     return dg.MaterializeResult(
         metadata={
@@ -246,6 +250,8 @@ def trained_model(
                 artifacts.training_log,
             )
             metadata = {**result.summary(device), "checkpoint": dg.MetadataValue.path(str(result.best_checkpoint))}
+        best_f1 = read_json(artifacts.training_log)["best_val_macro_f1"]
+        logger.info(f"Training complete! Best validation F1: {best_f1:.4f}, checkpoints saved to: {artifacts.models}")
     return dg.MaterializeResult(
         metadata={
             **metadata,
@@ -279,6 +285,9 @@ def test_metrics(
             artifacts.test_metrics,
             artifacts.figures,
             expected_sha256=_recorded_checkpoint_sha256(context),
+        )
+        logger.info(
+            f"Evaluation complete! Metrics saved to: {outputs.metrics_file}, F1 plot saved to: {outputs.f1_plot}"
         )
     result = outputs.metrics
     per_class = pd.DataFrame(result["per_class"]).T.rename_axis("class").reset_index()
