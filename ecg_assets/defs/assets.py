@@ -31,6 +31,7 @@ from ecg_assets.defs.partitions import dataset_partitions
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 from ecg_assets.defs.steps import partition_step
 from ecg_assets.defs.torchrun import train_with_torchrun
+from ecg_assets.defs.tracking import ExperimentTrackingResource
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +232,7 @@ def trained_model(
     paths: EcgPathsResource,
     gpu: TorchDeviceResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
+    tracking: ExperimentTrackingResource,
 ) -> dg.MaterializeResult:
     artifacts = paths.artifacts(context.partition_key)
     with partition_step(context, artifacts, paths.pipeline_log):
@@ -259,6 +261,7 @@ def trained_model(
                 read_json(artifacts.training_log)["epochs"], artifacts.figures / "training_history.png"
             ),
             "training_log": dg.MetadataValue.path(str(artifacts.training_log)),
+            **tracking.log_training(context, artifacts),
         }
     )
 
@@ -273,7 +276,10 @@ def trained_model(
     "macro/micro/weighted F1, classification report and figures.",
 )
 def test_metrics(
-    context: dg.AssetExecutionContext, paths: EcgPathsResource, gpu: TorchDeviceResource
+    context: dg.AssetExecutionContext,
+    paths: EcgPathsResource,
+    gpu: TorchDeviceResource,
+    tracking: ExperimentTrackingResource,
 ) -> dg.MaterializeResult:
     artifacts = paths.artifacts(context.partition_key)
     with partition_step(context, artifacts, paths.pipeline_log):
@@ -303,6 +309,7 @@ def test_metrics(
             "training_history": png_markdown(outputs.pngs["history"], "training history"),
             "checkpoint_sha256": result["checkpoint_sha256"],
             "path": dg.MetadataValue.path(str(outputs.metrics_file)),
+            **tracking.log_evaluation(context, artifacts),
         }
     )
 
