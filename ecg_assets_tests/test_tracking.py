@@ -193,3 +193,17 @@ def test_a_tracked_run_on_a_real_mlflow_server_holds_params_epochs_test_metrics_
     (rerun,) = client.search_runs([experiment.experiment_id])
     assert rerun.info.run_id == run_id and rerun.data.tags["dagster_evaluation_run_id"] == again.run_id
     assert again.asset_materializations_for_node("trained_model")[0].metadata["mlflow_run_id"].value == run_id
+
+    # Without a URI: a local SQLite store and its artifacts under <artifacts>/mlruns/, none in the working folder.
+    local = ExperimentTrackingResource(enabled=True)
+    resources = {**cpu_resources(artifacts), "tracking": local}
+    assert dg.materialize(
+        [trained_model, asset_defs.test_metrics], partition_key=PARTITION, resources=resources, run_config=TINY_TRAINING
+    ).success
+    store = MlflowClient(tracking_uri=local.resolved_uri(artifacts))
+    (local_run,) = store.search_runs([store.get_experiment_by_name("ecg_assets").experiment_id])
+    assert local_run.data.metrics["test_macro_f1"] == pytest.approx(metrics["macro_f1"])
+    stored = local_run.info.artifact_uri.removeprefix("file://")
+    assert Path(stored).is_relative_to((artifacts / "mlruns" / "artifacts").resolve())
+    assert file_sha256(Path(stored) / "checkpoint" / "best.pth") == file_sha256(checkpoint)
+    assert not (PROJECT_ROOT / "mlruns").exists() and not (PROJECT_ROOT / "mlflow.db").exists()
