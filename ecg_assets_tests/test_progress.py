@@ -242,7 +242,7 @@ def test_materialize_is_quiet_and_ends_with_the_summary_and_the_next_command(tmp
 
     out = result.stdout
     assert "demo_cinc2021\n  records     200 discovered, 199 processed, 1 failed, 0 excluded" in out
-    assert re.search(r"  test        macro F1 \d\.\d{4} \(no interval\) on 20 records", out), out
+    assert re.search(r"  test        macro F1 \d\.\d{4} \(95% interval \d\.\d{4}-\d\.\d{4}\) on 20 records", out), out
     assert out.rstrip().splitlines()[-1].startswith("next: ecg-assets ui")
 
 

@@ -44,6 +44,7 @@ def test_a_partly_materialized_partition_says_what_is_missing(tmp_path):
 @pytest.mark.parametrize(
     "fields, expected",
     [
+        ({"intervals": {"macro_f1": [0.7, 0.9], "confidence": 0.9}}, {"low": 0.7, "high": 0.9, "level": 0.9}),
         ({"macro_f1_ci": [0.7, 0.9]}, {"low": 0.7, "high": 0.9, "level": 0.95}),
         ({"macro_f1_ci": {"low": 0.7, "high": 0.9, "level": 0.9}}, {"low": 0.7, "high": 0.9, "level": 0.9}),
         ({"macro_f1_ci": {"lower": 0.7, "upper": 0.9, "level": 95}}, {"low": 0.7, "high": 0.9, "level": 0.95}),
@@ -68,6 +69,19 @@ def test_test_macro_f1_is_shown_with_its_interval_or_says_there_is_none(tmp_path
     _write_test_metrics(artifacts, macro_f1_ci=[0.7766, 0.8431])
     line = "  test        macro F1 0.8123 (95% interval 0.7766-0.8431) on 290 records"
     assert line in summarize_partition(tmp_path, "cinc2017").lines()
+
+
+def test_an_ensemble_shows_its_members_and_its_cross_validated_estimate(tmp_path):
+    artifacts = PartitionArtifacts(tmp_path, "cinc2017")
+    artifacts.root.mkdir(parents=True)
+    members = [{"member": n, "best_val_macro_f1": f1, "epochs": []} for n, f1 in ((1, 0.7), (2, 0.8))]
+    estimate = {"macro_f1": 0.77, "n_samples": 2611, "intervals": {"macro_f1": [0.75, 0.79], "confidence": 0.95}}
+    log = {"config": {"epochs": 40}, "members": members, "cross_validation": estimate, "epochs": [{"epoch": 1}]}
+    artifacts.training_log.write_text(json.dumps(log))
+    lines = summarize_partition(tmp_path, "cinc2017").lines()
+    assert "  model       ensemble of 2 members, parameters unknown each, up to 40 epochs, " in lines[3]
+    assert lines[3].endswith("mean best validation macro F1 0.7500")
+    assert lines[4] == "              cross-validated macro F1 0.7700 (95% interval 0.7500-0.7900)"
 
 
 def test_an_unreadable_artifact_is_a_note_not_a_crash(tmp_path):

@@ -63,21 +63,11 @@ class PartitionSummary:
         else:
             lines.append("  splits      not materialized")
         if self.model is not None:
-            model = self.model
-            parameters = f"{model['parameters']:,} parameters" if model.get("parameters") else "parameters unknown"
-            lines.append(
-                f"  model       {parameters}, {model['epochs_run']}/{model['epochs']} epochs, "
-                f"best validation macro F1 {_score(model['best_val_macro_f1'])} (epoch {model['best_epoch']})"
-            )
+            lines.extend(_model_lines(self.model))
         else:
             lines.append("  model       not trained")
         if self.test is not None:
-            interval = self.test.get("interval")
-            spread = (
-                f"{interval['level']:.0%} interval {interval['low']:.4f}-{interval['high']:.4f}"
-                if interval
-                else "no interval"
-            )
+            spread = _interval(self.test.get("interval"))
             score, records = _score(self.test["macro_f1"]), self.test["records"]
             lines.append(f"  test        macro F1 {score} ({spread}) on {records} records")
         else:
@@ -168,13 +158,39 @@ def _read_model(artifacts: PartitionArtifacts, summary: PartitionSummary) -> Non
     if not artifacts.training_log.is_file():
         return
     log = read_json(artifacts.training_log)
-    summary.model = {
+    members = log.get("members") or []  # a cross-validated ensemble: one entry per member
+    model = {
         "parameters": log.get("parameters") or _checkpoint_parameters(artifacts.models / BEST_CHECKPOINT),
         "epochs_run": len(log["epochs"]),
         "epochs": log["config"]["epochs"],
-        "best_epoch": log["best_epoch"],
-        "best_val_macro_f1": log["best_val_macro_f1"],
+        "members": len(members),
     }
+    if members:
+        model["best_val_macro_f1"] = sum(member["best_val_macro_f1"] for member in members) / len(members)
+        estimate = log.get("cross_validation") or {}
+        model["cv_macro_f1"] = estimate.get("macro_f1")
+        model["cv_interval"] = metric_interval(estimate, "macro_f1")
+    else:
+        model["best_val_macro_f1"], model["best_epoch"] = log["best_val_macro_f1"], log["best_epoch"]
+    summary.model = model
+
+
+def _model_lines(model: dict[str, Any]) -> list[str]:
+    parameters = f"{model['parameters']:,} parameters" if model.get("parameters") else "parameters unknown"
+    if not model["members"]:
+        return [
+            f"  model       {parameters}, {model['epochs_run']}/{model['epochs']} epochs, "
+            f"best validation macro F1 {_score(model['best_val_macro_f1'])} (epoch {model['best_epoch']})"
+        ]
+    lines = [
+        f"  model       ensemble of {model['members']} members, {parameters} each, up to {model['epochs']} epochs, "
+        f"mean best validation macro F1 {_score(model['best_val_macro_f1'])}"
+    ]
+    if model.get("cv_macro_f1") is not None:
+        lines.append(
+            f"              cross-validated macro F1 {_score(model['cv_macro_f1'])} ({_interval(model['cv_interval'])})"
+        )
+    return lines
 
 
 def _read_test_metrics(artifacts: PartitionArtifacts, summary: PartitionSummary) -> None:
@@ -188,13 +204,15 @@ def _read_test_metrics(artifacts: PartitionArtifacts, summary: PartitionSummary)
 
 
 def metric_interval(metrics: dict[str, Any], name: str) -> dict[str, float] | None:
-    """`{low, high, level}` of `<name>_ci` in a metrics file, or None when it has no interval.
+    """`{low, high, level}` of metric `name`'s interval in a metrics file, or None when it has none.
 
-    Accepts `[low, high]`, `{"low"/"lower", "high"/"upper", "level"?}` and `<name>_ci_low`/`_high` fields;
+    Reads `intervals: {name: [low, high], confidence}` (what `test_metrics.json` holds), and also
+    `<name>_ci` as `[low, high]` or `{"low"/"lower", "high"/"upper", "level"?}` and `<name>_ci_low`/`_high`;
     the level defaults to 95 %.
     """
-    value = metrics.get(f"{name}_ci")
-    level = metrics.get(f"{name}_ci_level", 0.95)
+    intervals = metrics.get("intervals") if isinstance(metrics.get("intervals"), dict) else {}
+    value = intervals.get(name, metrics.get(f"{name}_ci"))
+    level = intervals.get("confidence", metrics.get(f"{name}_ci_level", 0.95))
     if isinstance(value, dict):
         level = value.get("level", value.get("confidence", level))
         low, high = value.get("low", value.get("lower")), value.get("high", value.get("upper"))
@@ -212,11 +230,19 @@ def metric_interval(metrics: dict[str, Any], name: str) -> dict[str, float] | No
 
 
 def _checkpoint_parameters(path: Path) -> int | None:
-    """Trainable parameters of a checkpoint's model (its state dict without BatchNorm statistics)."""
+    """Trainable parameters of a checkpoint's model (of one member, for an ensemble): its state dict without
+    BatchNorm statistics."""
     if not path.is_file():
         return None
-    state = load_checkpoint(path)["model_state"]
+    checkpoint = load_checkpoint(path)
+    state = checkpoint["members"][0]["model_state"] if checkpoint.get("members") else checkpoint["model_state"]
     return sum(int(tensor.numel()) for key, tensor in state.items() if not key.endswith(_BUFFER_SUFFIXES))
+
+
+def _interval(interval: dict[str, float] | None) -> str:
+    if not interval:
+        return "no interval"
+    return f"{interval['level']:.0%} interval {interval['low']:.4f}-{interval['high']:.4f}"
 
 
 def _count(value: int | None) -> str:

@@ -14,40 +14,26 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import ValidationError
 
 from ecg_assets.core.atomic_io import atomic_write_text
-from ecg_assets.core.checkpoints import CheckpointError, load_checkpoint
 from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.labels import LABELS
-from ecg_assets.core.model import build_model
-from ecg_assets.core.preprocessing import RecordPreparer, RecordProcessingConfig, failure_reason, mask_string
+from ecg_assets.core.preprocessing import RecordPreparer, failure_reason, mask_string
+from ecg_assets.core.scoring import ScoringModel, load_scoring_model, score_positions
 from ecg_assets.core.signal import LEAD_ORDER
-from ecg_assets.core.store import RecordStoreWriter
-from ecg_assets.core.training import DeviceSettings, TrainingConfig, inference_batches, predict_probabilities
+from ecg_assets.core.store import RecordStore, RecordStoreWriter
+from ecg_assets.core.training import DeviceSettings
 
 logger = logging.getLogger(__name__)
 
-REQUIRED_KEYS = ("model_state", "model_config", "training_config", "preprocess", "classes", "class_mask")
-
-
-@dataclass
-class LoadedModel:
-    """A checkpoint ready to score: the model, its classes and the settings it was trained with."""
-
-    model: torch.nn.Module
-    class_mask: torch.Tensor
-    preprocess: RecordProcessingConfig
-    training: TrainingConfig
-
-    @property
-    def class_names(self) -> list[str]:
-        return [label for label, present in zip(LABELS, self.class_mask.tolist()) if present]
+# Kept under their earlier names: `ecg_assets.predict.load_model` is part of the documented API.
+LoadedModel = ScoringModel
+load_model = load_scoring_model
 
 
 @dataclass
@@ -55,26 +41,6 @@ class PredictionReport:
     scored: int
     failures: list[tuple[str, str]] = field(default_factory=list)  # (record id or file, reason)
     output: Path | None = None
-
-
-def load_model(path: Path, device: torch.device, expected_sha256: str | None = None) -> LoadedModel:
-    """Load a checkpoint (`weights_only`), refusing one this code cannot use (or whose SHA-256 differs from
-    `expected_sha256`, when given), with the reason."""
-    checkpoint = load_checkpoint(path, map_location=device, expected_sha256=expected_sha256)
-    missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
-    if missing:
-        raise CheckpointError(f"{path} lacks {', '.join(missing)}: not a model checkpoint of this pipeline")
-    if list(checkpoint["classes"]) != list(LABELS):
-        raise CheckpointError(f"{path} predicts classes {checkpoint['classes']}, this code knows {list(LABELS)}")
-    try:
-        preprocess = RecordProcessingConfig.model_validate(checkpoint["preprocess"] or {})
-        training = TrainingConfig.model_validate(checkpoint["training_config"])
-        model = build_model(checkpoint["model_config"]).to(device)
-        model.load_state_dict(checkpoint["model_state"])
-    except (ValidationError, RuntimeError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{path} does not match this code's model or settings: {error}") from error
-    model.eval()
-    return LoadedModel(model, torch.as_tensor(checkpoint["class_mask"], device=device), preprocess, training)
 
 
 def predict_folder(
@@ -118,10 +84,7 @@ def predict_folder(
             store = writer.commit(metadata={"preprocess": config.model_dump()})
         positions = np.arange(len(store))
         labels = np.zeros(len(store), dtype=np.int64)
-        batches = inference_batches(store, positions, labels, batch_size, loaded.training)
-        if progress is not None:
-            batches = _ReportedBatches(batches, lambda done, total: progress("scoring", done, total))
-        probabilities, _, _ = predict_probabilities(loaded.model, batches, settings, loaded.class_mask)
+        probabilities = _score_in_chunks(loaded, store, positions, settings, batch_size, labels, progress)
         record_ids = store.index["record_id"].tolist() if len(store) else []
     for record_id, reason in failures:
         logger.warning("not scored: %s: %s", record_id, reason)
@@ -131,22 +94,27 @@ def predict_folder(
     return PredictionReport(scored=len(record_ids), failures=failures, output=output_csv)
 
 
-class _ReportedBatches:
-    """Inference batches that report how many records are scored as they are consumed."""
-
-    def __init__(self, batches, report: Callable[[int, int], None]):
-        self.batches, self.report, self.indices = batches, report, batches.indices
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self) -> Iterator:
-        total = len(self.indices)
-        self.report(0, total)
-        for batch in self.batches:
-            yield batch
-            self.report(min(int(batch[2][-1]) + 1, total), total)
-        self.report(total, total)
+def _score_in_chunks(
+    loaded: ScoringModel,
+    store: RecordStore,
+    positions: np.ndarray,
+    settings: DeviceSettings,
+    batch_size: int,
+    labels: np.ndarray,
+    progress: Callable[[str, int, int], None] | None,
+) -> np.ndarray:
+    """`score_positions` over every record; with `progress`, `batch_size` records at a time, reporting each chunk
+    (a record's windows are averaged within its chunk, so the probabilities are the same)."""
+    if progress is None:
+        return score_positions(loaded, store, positions, settings, batch_size, labels)[0]
+    total = len(positions)
+    progress("scoring", 0, total)
+    chunks = []
+    for start in range(0, total, batch_size):
+        chunk = positions[start : start + batch_size]
+        chunks.append(score_positions(loaded, store, chunk, settings, batch_size, labels)[0])
+        progress("scoring", start + len(chunk), total)
+    return np.concatenate(chunks) if chunks else np.zeros((0, len(LABELS)))
 
 
 def _prediction_table(

@@ -122,6 +122,9 @@ class ExperimentTrackingResource(dg.ConfigurableResource):
         _log_params(client, run_id, params)
         _log_metrics(client, run_id, _epoch_metrics(log.get("epochs", [])))
         summary = {"best_val_macro_f1": log.get("best_val_macro_f1"), "best_epoch": log.get("best_epoch")}
+        estimate = log.get("cross_validation") or {}  # an ensemble's out-of-fold estimate
+        summary.update({f"cv_{key}": value for key, value in estimate.items() if key in ("macro_f1", "n_samples")})
+        summary.update({f"cv_{key}": value for key, value in _interval_metrics(estimate).items()})
         _log_metrics(client, run_id, [(key, value, 0) for key, value in summary.items()])
         client.log_artifact(run_id, str(checkpoint), "checkpoint")
         for path in files:
@@ -225,17 +228,21 @@ def _epoch_metrics(epochs: Sequence[Mapping[str, Any]]) -> list[tuple[str, float
 
 
 def _test_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """The scalar test metrics, per-class F1 and, when present, the macro F1 interval."""
+    """The scalar test metrics, per-class F1 and the intervals of the averages."""
     scalars = ("macro_f1", "micro_f1", "weighted_f1", "accuracy", "test_loss", "majority_class_macro_f1")
     values = {("loss" if key == "test_loss" else key): metrics.get(key) for key in scalars}
     values["records"] = metrics.get("n_samples")
     for label, scores in (metrics.get("per_class") or {}).items():
         values[f"f1_{label}"] = scores.get("f1") if isinstance(scores, Mapping) else None
-    interval = metrics.get("macro_f1_ci")
-    if isinstance(interval, Mapping):
-        interval = (interval.get("low", interval.get("lower")), interval.get("high", interval.get("upper")))
-    if isinstance(interval, (list, tuple)) and len(interval) == 2:
-        values["macro_f1_ci_low"], values["macro_f1_ci_high"] = interval
+    return {**values, **_interval_metrics(metrics)}
+
+
+def _interval_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """`<name>_ci_low` / `_ci_high` of every `[low, high]` in a metrics dict's `intervals` (bootstrap 95 %)."""
+    values = {}
+    for key, interval in (metrics.get("intervals") or {}).items():
+        if isinstance(interval, (list, tuple)) and len(interval) == 2:
+            values[f"{key}_ci_low"], values[f"{key}_ci_high"] = interval
     return values
 
 
