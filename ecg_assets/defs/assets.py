@@ -5,6 +5,7 @@ import logging
 from typing import Optional
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
@@ -33,6 +34,7 @@ from ecg_assets.defs.partitions import dataset_partitions
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 from ecg_assets.defs.steps import partition_step
 from ecg_assets.defs.torchrun import train_with_torchrun
+from ecg_assets.defs.tracking import ExperimentTrackingResource
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +145,10 @@ def processed_records(
         record_store, report = process_records(
             dataset_dir, detect_format(dataset_dir), records, artifacts.processed, preprocess_config
         )
+        logger.info(
+            f"Preprocessing with unified labels completed successfully: {report.processed} of {report.discovered} "
+            f"records stored in {artifacts.processed} ({report.failed} failed, listed in failures.csv)"
+        )
     fs_counts = pd.Series(report.original_fs, dtype=float).value_counts().sort_index()
     return dg.MaterializeResult(
         metadata={
@@ -230,6 +236,7 @@ def trained_model(
     paths: EcgPathsResource,
     gpu: TorchDeviceResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
+    tracking: ExperimentTrackingResource,
 ) -> dg.MaterializeResult:
     artifacts = paths.artifacts(context.partition_key)
     with partition_step(context, artifacts, paths.pipeline_log):
@@ -249,6 +256,8 @@ def trained_model(
                 artifacts.training_log,
             )
             metadata = {**result.summary(device), "checkpoint": dg.MetadataValue.path(str(result.best_checkpoint))}
+        best_f1 = _best_validation_f1(read_json(artifacts.training_log))
+        logger.info(f"Training complete! Best validation F1: {best_f1:.4f}, checkpoints saved to: {artifacts.models}")
     log = read_json(artifacts.training_log)
     if log.get("members"):
         members = pd.DataFrame([{key: member[key] for key in MEMBER_COLUMNS} for member in log["members"]]).round(4)
@@ -264,6 +273,7 @@ def trained_model(
             **metadata,
             "training_history": training_history(training_histories(log), artifacts.figures / "training_history.png"),
             "training_log": dg.MetadataValue.path(str(artifacts.training_log)),
+            **tracking.log_training(context, artifacts),
         }
     )
 
@@ -278,7 +288,10 @@ def trained_model(
     "macro/micro/weighted F1, classification report and figures.",
 )
 def test_metrics(
-    context: dg.AssetExecutionContext, paths: EcgPathsResource, gpu: TorchDeviceResource
+    context: dg.AssetExecutionContext,
+    paths: EcgPathsResource,
+    gpu: TorchDeviceResource,
+    tracking: ExperimentTrackingResource,
 ) -> dg.MaterializeResult:
     artifacts = paths.artifacts(context.partition_key)
     with partition_step(context, artifacts, paths.pipeline_log):
@@ -290,6 +303,9 @@ def test_metrics(
             artifacts.test_metrics,
             artifacts.figures,
             expected_sha256=_recorded_checkpoint_sha256(context),
+        )
+        logger.info(
+            f"Evaluation complete! Metrics saved to: {outputs.metrics_file}, F1 plot saved to: {outputs.f1_plot}"
         )
     result = outputs.metrics
     intervals = result["intervals"]
@@ -316,6 +332,7 @@ def test_metrics(
             "training_history": png_markdown(outputs.pngs["history"], "training history"),
             "checkpoint_sha256": result["checkpoint_sha256"],
             "path": dg.MetadataValue.path(str(outputs.metrics_file)),
+            **tracking.log_evaluation(context, artifacts),
         }
     )
 
@@ -343,6 +360,13 @@ def _recorded_checkpoint_sha256(context: dg.AssetExecutionContext) -> str:
         f"recorded by trained_model in run {records[0].run_id}"
     )
     return str(recorded.value)
+
+
+def _best_validation_f1(log: dict) -> float:
+    """Best validation macro F1 of a `training_log.json`: the run's, or the mean of an ensemble's members'."""
+    if "best_val_macro_f1" in log:
+        return float(log["best_val_macro_f1"])
+    return float(np.mean([member["best_val_macro_f1"] for member in log["members"]]))
 
 
 def _summary(values: list[float]) -> dict[str, float]:
