@@ -5,6 +5,7 @@
                                       gives run config, --job retrain_and_evaluate runs that job instead
     ecg-assets ui                     dagster dev -w workspace.yaml on http://127.0.0.1:3000
     ecg-assets partitions             register the datasets present and list every dataset partition
+    ecg-assets summary [-p KEY]       what each partition holds: records, splits, model, test F1, paths
 
 `DAGSTER_HOME` defaults to `./.dagster_home` (created with the project's dagster.yaml), so
 runs launched here are visible in the UI afterwards, under Jobs -> ecg_pipeline of the code
@@ -14,13 +15,14 @@ location `ecg_assets` (the name `workspace.yaml` gives it).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from ecg_assets.cli import summary
+from ecg_assets.cli.run_output import run_dagster
 from ecg_assets.cli.runs import PIPELINE_JOB, PROJECT_ROOT, WORKSPACE_FILE
 from ecg_assets.core.settings import ARTIFACTS_DIR_ENV, Settings
 
@@ -48,33 +50,32 @@ def _dagster() -> str:
 
 
 def materialize(
-    partitions: list[str], selection: str, run_config: dict, settings: Settings, job_name: str = PIPELINE_JOB
+    partitions: list[str],
+    selection: str,
+    env: dict[str, str],
+    verbose: bool = False,
+    config_json: str | None = None,
+    job_name: str = PIPELINE_JOB,
 ) -> int:
-    """One run of `job_name` per partition, in this process; returns the number of failed partitions."""
-    import dagster as dg
+    """One run of `job_name` per partition (`python -m ecg_assets.cli.runs`); returns the number that failed.
 
-    from ecg_assets.cli.runs import run_pipeline
-    from ecg_assets.defs.partitions import register_datasets
-
+    Shows the run's own log lines and progress bars (every Dagster event with `verbose`), then the summary
+    of what the partitions now hold and the next command to try.
+    """
     failed = []
-    with dg.DagsterInstance.get() as instance:
-        register_datasets(instance, [*settings.dataset_names(), *partitions])
-        for partition in partitions:
-            print(f"==> {job_name} run of {selection!r} for partition {partition}", flush=True)
-            try:
-                result = run_pipeline(instance, partition, selection, run_config, job_name)
-            except Exception as error:  # noqa: BLE001 - one partition's failure must not stop the others
-                print(f"    {partition}: {type(error).__name__}: {error}", file=sys.stderr)
-                failed.append(partition)
-                continue
-            print(f"    run {result.run_id}: {'succeeded' if result.success else 'FAILED'}", flush=True)
-            if not result.success:
-                failed.append(partition)
+    for partition in partitions:
+        print(f"==> {job_name} run of {selection!r} for partition {partition}", flush=True)
+        command = [sys.executable, "-m", "ecg_assets.cli.runs", "--partition", partition, "--select", selection]
+        command += ["--job", job_name] + (["--config-json", config_json] if config_json else [])
+        if run_dagster(command, env, verbose) != 0:
+            failed.append(partition)
     print(
         f"==> {len(partitions) - len(failed)}/{len(partitions)} partition(s) succeeded"
         + (f"; failed: {', '.join(failed)}" if failed else "")
     )
-    print(f"    DAGSTER_HOME={os.environ['DAGSTER_HOME']}  artifacts: {settings.artifacts_dir}")
+    print(f"    DAGSTER_HOME={env['DAGSTER_HOME']}  artifacts: {env[ARTIFACTS_DIR_ENV]}")
+    print("\n" + summary.summarize(Settings.from_env(env), partitions))
+    print("\nnext: ecg-assets ui   (the runs, lineage, metadata and figures at http://127.0.0.1:3000)")
     return len(failed)
 
 
@@ -101,6 +102,14 @@ def list_partitions(settings: Settings) -> int:
     return 0
 
 
+def _has_dataset(settings: Settings, key: str) -> bool:
+    """Whether `key` names a demo dataset or an existing dataset folder (and is a valid partition key)."""
+    try:
+        return settings.is_demo_dataset(key) or settings.dataset_dir(key).is_dir()
+    except ValueError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ecg-assets", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -112,24 +121,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--select", default="*", help="assets of the job to run (default: '*', all of them)")
     run.add_argument("--job", default=PIPELINE_JOB, help="ecg_pipeline (default) or retrain_and_evaluate")
-    run.add_argument("--config-json", default="{}", help="run config as JSON, as `dagster asset materialize` takes")
+    run.add_argument("--config-json", help="run configuration, as for `dagster asset materialize --config-json`")
+    run.add_argument("-v", "--verbose", action="store_true", help="show every Dagster event and warning")
     ui = commands.add_parser("ui", help="start dagster dev (-w workspace.yaml) bound to 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     commands.add_parser("partitions", help="register the datasets present; list every dataset partition")
+    report = commands.add_parser("summary", help="what each partition holds, read from the artifacts")
+    report.add_argument("-p", "--partition", action="append", help="partition key (repeatable); default: all")
     args = parser.parse_args(argv)
 
     env = prepare_environment(dict(os.environ))
     settings = Settings.from_env(env)
+    if args.command == "summary":
+        print(summary.summarize(settings, args.partition))
+        return 0
     if args.command == "ui":
         command = [_dagster(), "dev", "-h", "127.0.0.1", "-p", str(args.port), "-w", str(WORKSPACE_FILE)]
         return subprocess.run(command, env=env).returncode
-    os.environ.update(env)  # the instance, the code location and the step processes read these
     if args.command == "partitions":
+        os.environ.update(env)  # the instance is DAGSTER_HOME's
         return list_partitions(settings)
-    try:
-        run_config = json.loads(args.config_json)
-    except ValueError as error:
-        parser.error(f"--config-json is not valid JSON: {error}")
     partitions = args.partition or settings.dataset_names()
     if not partitions:
         print("no dataset partitions found", file=sys.stderr)
@@ -142,15 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return 1 if materialize(partitions, args.select, run_config, settings, args.job) else 0
-
-
-def _has_dataset(settings: Settings, key: str) -> bool:
-    """Whether `key` names a demo dataset or an existing dataset folder (and is a valid partition key)."""
-    try:
-        return settings.is_demo_dataset(key) or settings.dataset_dir(key).is_dir()
-    except ValueError:
-        return False
+    return 1 if materialize(partitions, args.select, env, args.verbose, args.config_json, args.job) else 0
 
 
 if __name__ == "__main__":

@@ -87,3 +87,37 @@ def run_pipeline(
         job_code_origin=recon_job.get_python_origin(),
     )
     return execute_run(recon_job, run, instance)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ecg_assets.cli.runs --partition KEY ...`: one run, as `ecg-assets materialize` starts each.
+
+    Registers the datasets present and KEY first, so a new folder is a partition before the run.
+    Exit code 0 when the run succeeded, 1 when it failed, 2 when it could not start.
+    """
+    import argparse
+    import json
+    import sys
+
+    from ecg_assets.core.settings import Settings
+    from ecg_assets.defs.partitions import register_datasets
+
+    parser = argparse.ArgumentParser(prog="python -m ecg_assets.cli.runs", description=main.__doc__)
+    parser.add_argument("--partition", required=True)
+    parser.add_argument("--select", default="*")
+    parser.add_argument("--job", default=PIPELINE_JOB)
+    parser.add_argument("--config-json", default="{}")
+    args = parser.parse_args(argv)
+    try:
+        run_config = json.loads(args.config_json)
+        with dg.DagsterInstance.get() as instance:
+            register_datasets(instance, [*Settings.from_env().dataset_names(), args.partition])
+            result = run_pipeline(instance, args.partition, args.select, run_config, args.job)
+    except Exception as error:  # noqa: BLE001 - say why the run could not start, in one line
+        print(f"{args.partition}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

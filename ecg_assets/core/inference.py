@@ -14,6 +14,7 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,8 @@ from ecg_assets.core.labels import LABELS
 from ecg_assets.core.preprocessing import RecordPreparer, failure_reason, mask_string
 from ecg_assets.core.scoring import ScoringModel, load_scoring_model, score_positions
 from ecg_assets.core.signal import LEAD_ORDER
-from ecg_assets.core.store import RecordStoreWriter
+from ecg_assets.core.store import RecordStore, RecordStoreWriter
+from ecg_assets.core.training import DeviceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +50,15 @@ def predict_folder(
     device: str = "cpu",
     batch_size: int = 64,
     expected_sha256: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> PredictionReport:
     """Score every record of `input_dir` with the checkpoint at `model_path`; write `output_csv`.
 
     Unreadable records (and files the format could not match to a record) are written with
     their reason in the `error` column and logged; they are never dropped silently. With
     `expected_sha256` (e.g. the `checkpoint_sha256` of the `trained_model` materialization), a
-    checkpoint whose hash differs is refused.
+    checkpoint whose hash differs is refused. `progress(stage, done, total)` is called as records are read
+    (`reading`) and scored (`scoring`).
     """
     settings = resolve_device(device, setting_hint="--device")
     loaded = load_model(model_path, settings.device, expected_sha256)
@@ -65,7 +69,9 @@ def predict_folder(
     preparer = RecordPreparer(config)
     with tempfile.TemporaryDirectory(prefix="ecg-predict-") as scratch:
         with RecordStoreWriter(Path(scratch), (len(LEAD_ORDER), config.target_length)) as writer:
-            for entry in scan.entries:
+            for done, entry in enumerate(scan.entries, start=1):
+                if progress is not None:
+                    progress("reading", done - 1, len(scan.entries))
                 try:
                     _, prepared = preparer.read(input_dir, dataset_format, entry)
                 except Exception as error:  # one bad file must not stop the others
@@ -73,10 +79,12 @@ def predict_folder(
                     continue
                 row = {"record_id": entry.record_id, "label_index": -1, "lead_mask": mask_string(prepared.lead_mask)}
                 writer.append(prepared.signal, row, prepared.window)
+            if progress is not None:
+                progress("reading", len(scan.entries), len(scan.entries))
             store = writer.commit(metadata={"preprocess": config.model_dump()})
         positions = np.arange(len(store))
         labels = np.zeros(len(store), dtype=np.int64)
-        probabilities, _, _ = score_positions(loaded, store, positions, settings, batch_size, labels)
+        probabilities = _score_in_chunks(loaded, store, positions, settings, batch_size, labels, progress)
         record_ids = store.index["record_id"].tolist() if len(store) else []
     for record_id, reason in failures:
         logger.warning("not scored: %s: %s", record_id, reason)
@@ -84,6 +92,29 @@ def predict_folder(
     atomic_write_text(output_csv, table.to_csv(index=False))
     logger.info("scored %d record(s), %d not scored; wrote %s", len(record_ids), len(failures), output_csv)
     return PredictionReport(scored=len(record_ids), failures=failures, output=output_csv)
+
+
+def _score_in_chunks(
+    loaded: ScoringModel,
+    store: RecordStore,
+    positions: np.ndarray,
+    settings: DeviceSettings,
+    batch_size: int,
+    labels: np.ndarray,
+    progress: Callable[[str, int, int], None] | None,
+) -> np.ndarray:
+    """`score_positions` over every record; with `progress`, `batch_size` records at a time, reporting each chunk
+    (a record's windows are averaged within its chunk, so the probabilities are the same)."""
+    if progress is None:
+        return score_positions(loaded, store, positions, settings, batch_size, labels)[0]
+    total = len(positions)
+    progress("scoring", 0, total)
+    chunks = []
+    for start in range(0, total, batch_size):
+        chunk = positions[start : start + batch_size]
+        chunks.append(score_positions(loaded, store, chunk, settings, batch_size, labels)[0])
+        progress("scoring", start + len(chunk), total)
+    return np.concatenate(chunks) if chunks else np.zeros((0, len(LABELS)))
 
 
 def _prediction_table(

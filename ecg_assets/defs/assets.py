@@ -5,6 +5,7 @@ import logging
 from typing import Optional
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
@@ -33,6 +34,7 @@ from ecg_assets.defs.partitions import dataset_partitions
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 from ecg_assets.defs.steps import partition_step
 from ecg_assets.defs.torchrun import train_with_torchrun
+from ecg_assets.defs.tracking import ExperimentTrackingResource
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +147,10 @@ def processed_records(
         record_store, report = process_records(
             dataset_dir, detect_format(dataset_dir), records, artifacts.processed, preprocess_config
         )
+        logger.info(
+            f"Preprocessing with unified labels completed successfully: {report.processed} of {report.discovered} "
+            f"records stored in {artifacts.processed} ({report.failed} failed, listed in failures.csv)"
+        )
     fs_counts = pd.Series(report.original_fs, dtype=float).value_counts().sort_index()
     return dg.MaterializeResult(
         metadata={
@@ -235,6 +241,7 @@ def trained_model(
     paths: EcgPathsResource,
     gpu: TorchDeviceResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
+    tracking: ExperimentTrackingResource,
 ) -> dg.MaterializeResult:
     dataset = context.partition_key
     artifacts = paths.artifacts(dataset)
@@ -255,6 +262,8 @@ def trained_model(
                 artifacts.training_log,
             )
             metadata = {**result.summary(device), "checkpoint": dg.MetadataValue.path(str(result.best_checkpoint))}
+        best_f1 = _best_validation_f1(read_training_log(artifacts.training_log))
+        logger.info(f"Training complete! Best validation F1: {best_f1:.4f}, checkpoints saved to: {artifacts.models}")
     log = read_training_log(artifacts.training_log)
     if log.get("members"):
         members = pd.DataFrame([{key: member[key] for key in MEMBER_COLUMNS} for member in log["members"]]).round(4)
@@ -273,6 +282,7 @@ def trained_model(
                 training_histories(log), artifacts.figures / "training_history.png", dataset=dataset
             ),
             "training_log": dg.MetadataValue.path(str(artifacts.training_log)),
+            **tracking.log_training(context, artifacts),
         }
     )
 
@@ -287,7 +297,10 @@ def trained_model(
     "macro/micro/weighted F1, classification report and figures.",
 )
 def test_metrics(
-    context: dg.AssetExecutionContext, paths: EcgPathsResource, gpu: TorchDeviceResource
+    context: dg.AssetExecutionContext,
+    paths: EcgPathsResource,
+    gpu: TorchDeviceResource,
+    tracking: ExperimentTrackingResource,
 ) -> dg.MaterializeResult:
     dataset = context.partition_key
     artifacts = paths.artifacts(dataset)
@@ -302,6 +315,9 @@ def test_metrics(
             expected_sha256=_recorded_checkpoint_sha256(context),
             training_log=artifacts.training_log,  # every epoch, not the checkpoint's history up to the best one
             dataset=dataset,
+        )
+        logger.info(
+            f"Evaluation complete! Metrics saved to: {outputs.metrics_file}, F1 plot saved to: {outputs.f1_plot}"
         )
     result = outputs.metrics
     intervals = result["intervals"]
@@ -330,6 +346,7 @@ def test_metrics(
             "training_history": png_markdown(outputs.pngs["history"], "training history"),
             "checkpoint_sha256": result["checkpoint_sha256"],
             "path": dg.MetadataValue.path(str(outputs.metrics_file)),
+            **tracking.log_evaluation(context, artifacts),
         }
     )
 
@@ -357,6 +374,13 @@ def _recorded_checkpoint_sha256(context: dg.AssetExecutionContext) -> str:
         f"recorded by trained_model in run {records[0].run_id}"
     )
     return str(recorded.value)
+
+
+def _best_validation_f1(log: dict) -> float:
+    """Best validation macro F1 of a `training_log.json`: the run's, or the mean of an ensemble's members'."""
+    if "best_val_macro_f1" in log:
+        return float(log["best_val_macro_f1"])
+    return float(np.mean([member["best_val_macro_f1"] for member in log["members"]]))
 
 
 def _summary(values: list[float]) -> dict[str, float]:
