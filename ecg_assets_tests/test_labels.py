@@ -1,13 +1,7 @@
 import pytest
 
-from ecg_assets.core.labels import (
-    LABELS,
-    LabelMappingError,
-    highest_priority,
-    map_cinc2017,
-    map_snomed,
-    read_label_overrides,
-)
+from ecg_assets.core.labels import LABELS, LabelMappingError, highest_priority, map_cinc2017, map_snomed
+from ecg_assets.core.overrides import read_label_overrides
 
 
 def test_vocabulary():

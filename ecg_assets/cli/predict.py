@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ecg_assets.core.checkpoints import CheckpointError
-from ecg_assets.core.datasets import UnknownFormatError
+from ecg_assets.core.datasets import DATASET_ERRORS
 from ecg_assets.core.inference import predict_folder
 
 logger = logging.getLogger("ecg_assets.predict")
@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         report = predict_folder(args.model, args.input, args.output, args.device, args.batch_size, args.sha256)
-    except (CheckpointError, UnknownFormatError) as error:
-        logger.error("%s", error)
+    except (CheckpointError, *DATASET_ERRORS) as error:
+        logger.error("%s", " ".join(str(error).split()))  # one line, whatever the message holds
         return 2
     return 0 if report.scored or not report.failures else 1
 

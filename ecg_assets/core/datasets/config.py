@@ -4,7 +4,7 @@
 format: mat              # skip detection: ptbxl, ptb_diagnostic, cinc2017, cinc2021, mat, wfdb
 sampling_rate: 500       # Hz, for MAT files and headers without a (valid) rate
 lead_names: [I, II, V1]  # for MAT files and headers without lead names
-mat_variable: val        # the MAT variable holding the [leads, samples] matrix
+mat_variable: val        # the MAT variable holding the [leads, samples] matrix, or a struct field (ECG.data)
 gain: 1000               # ADC units per mV of MAT files
 ```
 """
@@ -35,7 +35,11 @@ class DatasetConfig(BaseModel):
     format: str | None = Field(None, description="Layout name; skips auto-detection.")
     sampling_rate: float | None = Field(None, gt=0, description="Hz, where the files do not state it.")
     lead_names: tuple[str, ...] | None = Field(None, min_length=1, description="Channel names, in file order.")
-    mat_variable: str = Field("val", description="MAT variable holding the signal matrix.")
+    mat_variable: str = Field(
+        "val",
+        pattern=r"^[A-Za-z]\w*(\.[A-Za-z]\w*)*$",
+        description="MAT variable holding the signal matrix, or a field of a struct variable (`ECG.data`).",
+    )
     gain: float = Field(1.0, gt=0, description="ADC units per mV of MAT files.")
 
     @property
