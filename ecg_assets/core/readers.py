@@ -174,7 +174,7 @@ def read_wfdb(
     spf = per_frame.pop()
     unused = [name for channel, name in enumerate(names) if channel not in channels]
     return Recording(
-        signal=signal.astype(np.float32),
+        signal=as_float32(signal, header_path.name),
         fs=float(header.fs) * spf,
         lead_names=[names[channel] for channel in channels],
         original_samples=sig_len * spf,
@@ -198,7 +198,20 @@ def read_mat_signal(
     data, total = read_mat_matrix(path, variable, len(lead_names), max_samples)
     if total == 0:
         raise RecordReadError("signal is empty (0 samples)")
-    return Recording((data / gain).astype(np.float32), fs, list(lead_names), total, files=[path])
+    return Recording(as_float32(data / gain, path.name), fs, list(lead_names), total, files=[path])
+
+
+def as_float32(values: np.ndarray, name: str) -> np.ndarray:
+    """`values` as float32; `RecordReadError` when finite values are too large for it (a wrong gain or unit)."""
+    converted = values.astype(np.float32)
+    if np.isinf(converted).any():
+        finite = values[np.isfinite(values)]
+        if (np.abs(finite) > np.finfo(np.float32).max).any():
+            raise RecordReadError(
+                f"sample values up to {np.abs(finite).max():.3g} in {name} are too large for 32-bit floats: "
+                "the file's gain or units are probably wrong"
+            )
+    return converted
 
 
 def _read_header(header_path: Path, text: str, defaults: SignalDefaults) -> wfdb.Record:

@@ -56,11 +56,11 @@ class DatasetFormat(ABC):
         inventory = inventory if inventory is not None else FolderInventory.of(folder)
         scan = self.list_records(folder, inventory)
         scan.entries = _exclude_id_collisions(scan.entries)
-        claimed = {entry.source_file for entry in scan.entries}
-        claimed |= {name for entry in scan.entries for name in entry.files}
+        used = {entry.source_file for entry in scan.entries} | {name for entry in scan.entries for name in entry.files}
+        claimed = used | {inventory.aliases[name] for name in used if name in inventory.aliases}
         claimed |= {name for name, _ in scan.problems} | {name for name, _ in scan.ignored}
         scan.problems += inventory.problems
-        scan.ignored += inventory.ignored
+        scan.ignored += [(name, reason) for name, reason in inventory.ignored if name not in used]
         for name in inventory.unclaimed(claimed):
             (scan.ignored if self.ignores(name) else scan.problems).append((name, self.unclaimed_reason(name)))
         return scan

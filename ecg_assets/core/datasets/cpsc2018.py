@@ -22,6 +22,7 @@ from ecg_assets.core.datasets.inventory import FolderInventory
 from ecg_assets.core.labels import LabelDecision, map_cpsc2018
 from ecg_assets.core.matfiles import mat_variable_classes, read_mat_struct
 from ecg_assets.core.paths import dataset_file
+from ecg_assets.core.readers import as_float32
 from ecg_assets.core.record_ids import RecordIdIndex
 from ecg_assets.core.records import RecordEntry, RecordReadError, Recording
 from ecg_assets.core.signal import LEAD_ORDER
@@ -130,7 +131,7 @@ class Cpsc2018Format(DatasetFormat):
         if total == 0:
             raise RecordReadError("signal is empty (0 samples)")
         return Recording(
-            np.array(data[:, :window], dtype=np.float32),
+            as_float32(np.asarray(data[:, :window], dtype=np.float64), path.name),
             FS,
             list(LEAD_ORDER),
             total,

@@ -8,7 +8,9 @@ Rules, in order (names compared ignoring letter case wherever a suffix is concer
   ignored, with that reason; hidden folders are not searched.
 - Symbolic links are followed when they stay inside the dataset folder. A link whose target does not
   exist (dangling), that loops, or that points outside the folder is a problem with its reason, never read.
-  A linked folder already searched under another name is not searched again.
+  A linked folder already searched under another name is not searched again, and a file reachable under
+  several names (links, hard links) is listed once, under its own name (not a link's); the other names
+  are `aliases`, ignored unless a record names them.
 - Anything else that is not a regular file (a socket, a FIFO, a device) is a problem.
 - Every other file is listed (`files`), for formats to claim. Files that look like recordings
   (`RECORD_SUFFIXES`) and that no record claims are reported by the format with a reason, so that each
@@ -47,6 +49,7 @@ class FolderInventory:
     files: list[str] = field(default_factory=list)  # readable regular files (through links that stay inside)
     ignored: list[tuple[str, str]] = field(default_factory=list)  # hidden and AppleDouble files, with the reason
     problems: list[tuple[str, str]] = field(default_factory=list)  # links and special files that cannot be read
+    aliases: dict[str, str] = field(default_factory=dict)  # another name of a listed file -> the listed name
 
     @classmethod
     def of(cls, folder: Path) -> "FolderInventory":
@@ -58,14 +61,28 @@ class FolderInventory:
             return inventory
         visited = {(root.st_dev, root.st_ino): ""}
         pending = [""]
+        names: dict[tuple[int, int], list[tuple[bool, str]]] = {}
         while pending:
-            inventory._scan_folder(pending.pop(), visited, pending)
+            inventory._scan_folder(pending.pop(), visited, pending, names)
+        for found in names.values():
+            kept = min(found)[1]  # not a link first, then by name
+            inventory.files.append(kept)
+            for _, name in found:
+                if name != kept:
+                    inventory.aliases[name] = kept
+                    inventory.ignored.append((name, f"another name (link) of {kept}, which is listed: not read twice"))
         inventory.files.sort()
         inventory.ignored.sort()
         inventory.problems.sort()
         return inventory
 
-    def _scan_folder(self, relative: str, visited: dict[tuple[int, int], str], pending: list[str]) -> None:
+    def _scan_folder(
+        self,
+        relative: str,
+        visited: dict[tuple[int, int], str],
+        pending: list[str],
+        names: dict[tuple[int, int], list[tuple[bool, str]]],
+    ) -> None:
         try:
             entries = sorted(os.scandir(self.folder / relative if relative else self.folder), key=lambda e: e.name)
         except OSError as error:
@@ -95,9 +112,15 @@ class FolderInventory:
                 visited[key] = name
                 pending.append(name)
             elif entry.is_file(follow_symlinks=True):
-                self.files.append(name)
+                linked = entry.is_symlink() or "/" in relative and self._through_link(relative)
+                names.setdefault((status.st_dev, status.st_ino), []).append((linked, name))
             else:
                 self.problems.append((name, "not a regular file (a socket, FIFO or device): not read"))
+
+    def _through_link(self, relative: str) -> bool:
+        """True when a folder on the way to `relative` is a symbolic link."""
+        parts = relative.split("/")
+        return any(os.path.islink(self.folder.joinpath(*parts[:depth])) for depth in range(1, len(parts) + 1))
 
     def with_suffix(self, *suffixes: str, under: str = "") -> list[str]:
         """Files whose suffix is one of `suffixes` (any letter case), optionally only below the folder `under`."""
