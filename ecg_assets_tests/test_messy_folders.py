@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,6 +25,9 @@ from ecg_assets.core.label_mapping import build_label_mapping
 from ecg_assets.core.labels import LabelMappingError
 from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
 from ecg_assets.core.store import RecordStore
+from ecg_assets.defs.assets import label_mapping, processed_records, splits
+from ecg_assets.defs.checks import processed_records_checks as checks_op
+from ecg_assets.defs.resources import EcgPathsResource
 
 from .accounting import assert_every_file_accounted
 
@@ -462,3 +466,52 @@ def test_an_empty_store_is_committed_with_every_index_column(shared_data, tmp_pa
     reopened = RecordStore(tmp_path / "s")
     assert {"original_fs", "original_samples", "lead_mask", "label", "sex", "age"} <= set(reopened.index.columns)
     assert pd.read_csv(tmp_path / "s" / "failures.csv").empty
+
+
+# --- the same folders through the Dagster assets and their checks ---------------------------------------
+
+# The partition keys are fixed when the code location loads (the demo's names in tests): the generated
+# folders carry one of them.
+PARTITION = "demo_cinc2017"
+
+
+def _materialize(data: Path, artifacts: Path, assets) -> dg.ExecuteInProcessResult:
+    resources = {"paths": EcgPathsResource(data_dir=str(data), artifacts_dir=str(artifacts))}
+    return dg.materialize(assets, partition_key=PARTITION, resources=resources, raise_on_error=False)
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+@pytest.mark.parametrize(
+    "make", [duplicate_reference_ids, huge_finite_values, dangling_and_looping_links], ids=lambda make: make.__name__
+)
+def test_messy_folders_pass_the_blocking_checks_and_list_every_file(make, shared_data, tmp_path):
+    folder, expect = build_case(make, tmp_path / "data", shared_data, PARTITION)
+    result = _materialize(tmp_path / "data", tmp_path / "artifacts", [label_mapping, processed_records, checks_op])
+    assert result.success
+    evaluations = _checks(result)
+    assert evaluations["processed_records_are_finite"] and evaluations["processed_labels_match_label_mapping"]
+    metadata = result.asset_materializations_for_node("label_mapping")[0].metadata
+    listed = metadata["unmatched_entries"].value + metadata["ignored_files"].value
+    for entry in [*expect.problems, *expect.ignored]:
+        assert f"| {entry} | " in listed
+    store = RecordStore(tmp_path / "artifacts" / PARTITION / "processed")
+    assert set(store.index["record_id"]) == expect.processed
+
+
+def test_a_partition_with_nothing_to_process_finishes_and_splits_says_why(shared_data, tmp_path):
+    build_case(all_records_noisy, tmp_path / "data", shared_data, PARTITION)
+    assets = [label_mapping, processed_records, splits, checks_op]
+    result = _materialize(tmp_path / "data", tmp_path / "artifacts", assets)
+    processed = result.asset_materializations_for_node("processed_records")[0].metadata
+    assert processed["processed"].value == 0
+    assert processed["note"].value.startswith("the label mapping has no labelled record")
+    assert all(_checks(result).values())
+    failure = next(event for event in result.all_events if event.is_step_failure and event.step_key == "splits")
+    message = failure.step_failure_data.user_failure_data.description
+    assert message.startswith(
+        "nothing to split: no processed records: label_mapping lists 4 record(s), 4 excluded (4 x noisy recording (~))"
+        " and 0 labelled, of which 0 failed in processed_records."
+    )

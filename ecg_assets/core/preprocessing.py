@@ -182,7 +182,7 @@ class ProcessingReport:
     reprocessed: int = 0  # read and preprocessed in this run
     reused: int = 0  # copied unchanged from the previous generation
     full_reprocess_reason: str | None = None  # why nothing could be reused (None: reuse was possible)
-    reprocess_reasons: Counter = field(default_factory=Counter)  # why each reprocessed record was not reused
+    reprocess_reasons: Counter = field(default_factory=Counter)  # why each record read again was not reused
     workers: int = 1
     failures: list[tuple[str, str]] = field(default_factory=list)  # (record_id, reason)
     warnings: Counter = field(default_factory=Counter)  # warning message -> records
@@ -487,6 +487,7 @@ def _store_outcome(
     job = outcome if isinstance(outcome, _Job) else outcome.job
     row = rows[job.position]
     if isinstance(outcome, _Outcome) and outcome.status == "failed":
+        report.reprocess_reasons[job.reason] += 1
         report.failures.append((job.entry.record_id, outcome.reason))
         logger.warning("skipping record %s: %s", job.entry.record_id, outcome.reason)
         return
