@@ -6,7 +6,8 @@ aVF, V1-V6). `REFERENCE.csv` has the header `Recording,First_label,Second_label,
 three codes 1-9 per record (`labels.CPSC2018_TABLE`). Sex and age go into the store index.
 
 A folder is CPSC 2018 when its top-level REFERENCE*.csv has `Recording` and `First_label` columns, or,
-without any REFERENCE (recordings to score), when most of its `.mat` files hold a struct `ECG`.
+without any REFERENCE (recordings to score) and without a dataset.yaml stating a sampling rate, when
+most of its `.mat` files hold a struct `ECG`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ecg_assets.core.datasets.base import DatasetFormat, DatasetScan, majority, record_id_of, resolve_inside
+from ecg_assets.core.datasets.config import load_dataset_config
 from ecg_assets.core.datasets.inventory import FolderInventory
 from ecg_assets.core.labels import LabelDecision, map_cpsc2018
 from ecg_assets.core.matfiles import mat_variable_classes, read_mat_struct
@@ -77,6 +79,8 @@ class Cpsc2018Format(DatasetFormat):
             return True
         if _references(inventory) or inventory.with_suffix(".hea"):
             return False
+        if load_dataset_config(inventory.folder).sampling_rate is not None:
+            return False  # a dataset.yaml describing the files: a generic MAT folder (`mat_variable: ECG.data`)
         sample = inventory.evenly_spaced(mats, DETECTION_SAMPLE)
         return majority([_holds_struct(inventory.folder / name) for name in sample])
 
