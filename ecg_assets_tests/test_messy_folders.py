@@ -238,7 +238,7 @@ def huge_finite_values(folder, shared):
     return Expect(
         "cinc2017",
         processed={"A00001", "A00004"},
-        failed={"A00002": "overflow", "A00003": "too large for 32-bit floats"},
+        failed={"A00002": "overflow while resampling", "A00003": "too large for 32-bit floats"},
     )
 
 

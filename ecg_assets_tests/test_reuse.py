@@ -58,7 +58,7 @@ def test_a_signal_file_named_by_a_header_of_another_stem_is_part_of_the_reuse_ke
     assert report.reused == 0 and len(store) == 0
     reason = "signal file shared.dat is truncated: 1000 bytes, the header's 4000 samples need 16000"
     assert report.failures == [("rec_a", reason)]
-    assert first.index["input_files"].tolist() == ['["rec_a.hea", "shared.dat"]']
+    assert first.index["input_files"].tolist() == ["rec_a.hea\nshared.dat"]
 
 
 def test_a_touched_file_with_the_same_content_is_reused_and_a_changed_one_is_not(tmp_path):
@@ -82,7 +82,7 @@ def test_a_header_added_beside_a_mat_file_reprocesses_that_record(tmp_path, demo
         shutil.copy2(demo_root / "demo_cinc2017" / f"{name}.mat", folder / f"{name}.mat")
     (folder / "REFERENCE.csv").write_text("A00001,N\nA00002,A\n")
     first, _ = _process(folder, tmp_path / "out")
-    assert first.index["input_files"][0] == '["A00001.hea", "A00001.mat"]'  # looked for, absent
+    assert first.index["input_files"][0] == "A00001.hea\nA00001.mat"  # the header was looked for: absent
     samples = scipy.io.loadmat(folder / "A00001.mat")["val"][0].astype(np.int64)
     header = f"A00001.mat 16+24 1000/mV 16 0 {samples[0]} {samples.sum() % 65536} 0 I"
     (folder / "A00001.hea").write_text(f"A00001 1 150 {len(samples)}\n{header}\n")  # it says 150 Hz

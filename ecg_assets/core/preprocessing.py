@@ -127,7 +127,8 @@ class RecordPreparer:
 
     def __call__(self, recording: Recording) -> PreparedRecord:
         """Raises `RecordReadError` (or `ValueError`) with the reason for a recording that cannot give a valid
-        tensor: shorter than `min_duration_s`, no ECG lead, non-finite samples, values that overflow."""
+        tensor: shorter than `min_duration_s`, no ECG lead, non-finite samples, values that overflow while
+        resampling (so a stored record is always finite: float16 holds any z-scored value)."""
         config = self.config
         _check_duration(recording, config.min_duration_s)
         window = None
@@ -140,10 +141,7 @@ class RecordPreparer:
         else:
             result = preprocess_leads(recording.signal, recording.fs, recording.lead_names, self.base)
         warnings = [*recording.notes, *result.warnings]  # notes: what the reader left out (non-ECG channels)
-        rows = result.rows.astype(SIGNAL_DTYPE)
-        if not np.isfinite(rows).all() or (window is not None and not np.isfinite(window).all()):
-            raise RecordReadError(_overflow_message(recording.signal))
-        return PreparedRecord(rows, window, result.lead_mask, result.flat_mask, warnings)
+        return PreparedRecord(result.rows.astype(SIGNAL_DTYPE), window, result.lead_mask, result.flat_mask, warnings)
 
     def read(
         self, dataset_dir: Path, dataset_format: DatasetFormat, entry: RecordEntry
@@ -162,15 +160,6 @@ def _check_duration(recording: Recording, min_duration_s: float) -> None:
             f"recording is too short: {seconds:.3g} s ({recording.original_samples} sample(s) at {recording.fs:g} Hz); "
             f"records must last at least {min_duration_s:g} s (min_duration_s)"
         )
-
-
-def _overflow_message(signal: np.ndarray) -> str:
-    finite = signal[np.isfinite(signal)]
-    peak = float(np.abs(finite).max()) if finite.size else float("nan")
-    return (
-        f"sample values up to {peak:.3g} overflow while preprocessing (they are not finite after resampling): "
-        "the file's gain or units are probably wrong"
-    )
 
 
 @dataclass
@@ -236,7 +225,7 @@ class _Outcome:
 
 def _run_job(dataset_dir: Path, dataset_format: DatasetFormat, preparer: RecordPreparer, job: _Job) -> _Outcome:
     if job.previous_hash is not None:
-        digest = reuse.content_hash(dataset_dir, job.previous_files)
+        _, digest = reuse.fingerprint(dataset_dir, job.previous_files)
         if digest == job.previous_hash:  # touched, not changed
             return _Outcome(job, digest, job.signature or "", "unchanged", files=job.previous_files)
     try:
@@ -244,8 +233,8 @@ def _run_job(dataset_dir: Path, dataset_format: DatasetFormat, preparer: RecordP
     except Exception as error:  # a bad file must never stop the partition
         return _Outcome(job, "", "", "failed", reason=failure_reason(error))
     files = tuple(reuse.relative_files(dataset_dir, job.entry.source_file, recording.files))
-    recording.signal = recording.signal[:, :0]  # only its description travels back
-    signature, digest = reuse.files_signature(dataset_dir, files), reuse.content_hash(dataset_dir, files)
+    recording.signal, recording.files = recording.signal[:, :0], []  # only its description travels back
+    signature, digest = reuse.fingerprint(dataset_dir, files, checked_inside=True)  # the reader just checked them
     return _Outcome(job, digest, signature, "processed", prepared, recording, files)
 
 

@@ -204,7 +204,7 @@ def read_mat_signal(
 def as_float32(values: np.ndarray, name: str) -> np.ndarray:
     """`values` as float32; `RecordReadError` when finite values are too large for it (a wrong gain or unit)."""
     converted = values.astype(np.float32)
-    if np.isinf(converted).any():
+    if not math.isfinite(np.add.reduce(converted, axis=None, dtype=np.float64)):  # one pass; rare: look closer
         finite = values[np.isfinite(values)]
         if (np.abs(finite) > np.finfo(np.float32).max).any():
             raise RecordReadError(

@@ -15,6 +15,7 @@ A record is reused only when everything its stored tensor and index row come fro
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -75,57 +76,80 @@ def record_key(
 
 
 def relative_files(dataset_dir: Path, source_file: str, paths: Iterable[Path]) -> list[str]:
-    """The files a reader reported, relative to the dataset folder (POSIX), with the source file, sorted."""
+    """The files a reader reported, relative to the dataset folder (POSIX), with the source file, sorted.
+
+    Readers report paths below the folder as given or below its real path (the folder may be a link).
+    """
     names = {source_file}
-    bases = [os.path.abspath(dataset_dir), os.path.realpath(dataset_dir)]
+    bases = _folder_prefixes(os.fspath(dataset_dir))
     for path in paths:
-        absolute = os.path.abspath(path)
+        absolute = os.fspath(path)
+        if not os.path.isabs(absolute) or "/." in absolute:
+            absolute = os.path.abspath(absolute)
         for base in bases:
-            relative = os.path.relpath(absolute, base)
-            if not relative.startswith(".."):
-                names.add(relative.replace(os.sep, "/"))
+            if absolute.startswith(base):
+                names.add(absolute[len(base) :].replace(os.sep, "/"))
                 break
     return sorted(names)
 
 
+@functools.lru_cache(maxsize=64)
+def _folder_prefixes(folder: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(os.path.join(base, "") for base in (os.path.abspath(folder), os.path.realpath(folder))))
+
+
 def encode_files(files: Sequence[str]) -> str:
-    return json.dumps(list(files), ensure_ascii=False)
+    """The `input_files` index cell: one name a line (JSON when a name itself holds a line break)."""
+    return json.dumps(list(files)) if any("\n" in name for name in files) else "\n".join(files)
 
 
 def decode_files(text: str) -> list[str]:
-    try:
-        files = json.loads(text)
-    except (TypeError, ValueError):
-        return []
-    return [str(name) for name in files] if isinstance(files, list) else []
+    if text.startswith('["') and text.endswith('"]'):
+        try:
+            return [str(name) for name in json.loads(text)]
+        except (TypeError, ValueError):
+            pass
+    return [name for name in text.split("\n") if name]
 
 
 def files_signature(dataset_dir: Path, files: Sequence[str]) -> str:
     """`name:size:mtime_ns` of each file (`name:missing` when absent): cheap change detection."""
+    return "|".join(_signature_part(dataset_dir, name)[0] for name in files)
+
+
+def fingerprint(dataset_dir: Path, files: Sequence[str], checked_inside: bool = False) -> tuple[str, str]:
+    """`(files_signature, content hash)` of a record's files, each file looked up once.
+
+    The hash is a SHA-256 (first 32 hex digits) over the names and bytes of the files. A file that is
+    now a link leaving the dataset folder is not read, unless `checked_inside` (a reader checked the
+    files just now).
+    """
+    digest = hashlib.sha256()
     parts = []
     for name in files:
-        try:
-            stat = os.stat(os.path.join(dataset_dir, name))
-            parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
-        except (OSError, ValueError):
-            parts.append(f"{name}:missing")
-    return "|".join(parts)
-
-
-def content_hash(dataset_dir: Path, files: Sequence[str]) -> str:
-    """SHA-256 (first 32 hex digits) over the names and bytes of a record's files (a file that is now a link
-    leaving the dataset folder is not read)."""
-    digest = hashlib.sha256()
-    for name in files:
+        part, present = _signature_part(dataset_dir, name)
+        parts.append(part)
         digest.update(name.encode("utf-8", "surrogateescape") + b"\0")
+        if not present:
+            digest.update(b"<missing>")
+            continue
         try:
-            if not is_inside(dataset_dir, name):  # it became a link leaving the folder: never read it
-                digest.update(b"<outside>")
+            if not checked_inside and not is_inside(dataset_dir, name):
+                digest.update(b"<outside>")  # it became a link leaving the folder: never read it
                 continue
-            digest.update((dataset_dir / name).read_bytes())
+            with open(os.path.join(dataset_dir, name), "rb") as handle:
+                digest.update(handle.read())
         except (OSError, ValueError, RuntimeError):
             digest.update(b"<missing>")
-    return digest.hexdigest()[:32]
+    return "|".join(parts), digest.hexdigest()[:32]
+
+
+def _signature_part(dataset_dir: Path, name: str) -> tuple[str, bool]:
+    try:
+        stat = os.stat(os.path.join(dataset_dir, name))
+    except (OSError, ValueError):
+        return f"{name}:missing", False
+    return f"{name}:{stat.st_size}:{stat.st_mtime_ns}", True
 
 
 def _version(name: str) -> str:
