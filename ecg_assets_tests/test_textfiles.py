@@ -64,3 +64,13 @@ def test_ptbxl_tables_are_read_through_the_same_decoder(tmp_path):
     table = tmp_path / "t.csv"
     table.write_bytes(codecs.BOM_UTF8 + b"ecg_id,x\n1,2\n")
     pd.testing.assert_frame_equal(read_csv_table(table, dtype=str), pd.DataFrame({"ecg_id": ["1"], "x": ["2"]}))
+
+
+def test_dataset_yaml_is_read_through_the_same_decoder(tmp_path):
+    from ecg_assets.core.datasets.config import DatasetConfigError, load_dataset_config
+
+    (tmp_path / "dataset.yaml").write_bytes("sampling_rate: 360  # Hz\n".encode("utf-16"))
+    assert load_dataset_config(tmp_path).sampling_rate == 360.0
+    (tmp_path / "dataset.yaml").write_bytes("lead_names: [I]  # Ableitung \xfc\n".encode("latin-1"))
+    with pytest.raises(DatasetConfigError, match=r"dataset\.yaml is not valid UTF-8 text: byte 0xfc .*line 1"):
+        load_dataset_config(tmp_path)

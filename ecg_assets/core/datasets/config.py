@@ -17,8 +17,10 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ecg_assets.core.labels import LabelMappingError
 from ecg_assets.core.paths import OutsideFolderError, dataset_file
 from ecg_assets.core.readers import SignalDefaults
+from ecg_assets.core.textfiles import decode_text
 
 CONFIG_FILE_NAME = "dataset.yaml"
 
@@ -63,8 +65,10 @@ def load_dataset_config(folder: Path) -> DatasetConfig:
 @lru_cache(maxsize=64)
 def _load(path: Path, mtime_ns: int, size: int) -> DatasetConfig:
     try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        content = yaml.safe_load(decode_text(path.read_bytes(), str(path))) or {}
+    except LabelMappingError as error:  # not text in a Unicode encoding
+        raise DatasetConfigError(str(error)) from error
+    except (OSError, yaml.YAMLError) as error:
         raise DatasetConfigError(f"{path}: not readable YAML ({error})") from error
     if not isinstance(content, dict):
         raise DatasetConfigError(f"{path}: expected a mapping of settings, found {type(content).__name__}")
