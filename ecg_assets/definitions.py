@@ -8,6 +8,7 @@ from ecg_assets.defs.automation import ecg_schedules, ecg_sensors
 from ecg_assets.defs.checks import ecg_checks
 from ecg_assets.defs.jobs import ecg_jobs, ecg_pipeline_job, retrain_job
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
+from ecg_assets.defs.tracking import ExperimentTrackingResource
 
 __all__ = ["build_definitions", "defs", "ecg_pipeline_job", "retrain_job", "step_executor"]
 
@@ -34,6 +35,8 @@ def build_definitions(executor: dg.ExecutorDefinition) -> dg.Definitions:
             "gpu": TorchDeviceResource(device="auto"),
             # Launches torchrun for trained_model when `gpu.processes_per_node` asks for several processes.
             "pipes_subprocess_client": dg.PipesSubprocessClient(),
+            # MLflow tracking of training and evaluation: off unless ECG_TRACKING=mlflow (defs/tracking.py).
+            "tracking": ExperimentTrackingResource.from_env(),
         },
     )
 

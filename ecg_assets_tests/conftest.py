@@ -11,6 +11,7 @@ import wfdb
 
 from ecg_assets.core.demo import ensure_demo_dataset
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
+from ecg_assets.defs.tracking import ExperimentTrackingResource
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = (PROJECT_ROOT.parent / "shared" / "data").resolve()
@@ -39,6 +40,7 @@ def cpu_resources(artifacts_dir: Path, processes_per_node: int = 1) -> dict:
         "paths": EcgPathsResource(artifacts_dir=str(artifacts_dir)),
         "gpu": TorchDeviceResource(device="cpu", processes_per_node=processes_per_node),
         "pipes_subprocess_client": dg.PipesSubprocessClient(),
+        "tracking": ExperimentTrackingResource(),  # off: nothing imports mlflow
     }
 
 

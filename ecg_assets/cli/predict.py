@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ecg_assets.core.checkpoints import CheckpointError
+from ecg_assets.cli.progress import ProgressLogHandler, StageProgress
 from ecg_assets.core.datasets import DATASET_ERRORS
 from ecg_assets.core.inference import predict_folder
 
@@ -30,12 +31,19 @@ def main(argv: list[str] | None = None) -> int:
         "--sha256", help="refuse the checkpoint unless its SHA-256 is this (trained_model's checkpoint_sha256)"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    progress = StageProgress("records")  # a bar on a terminal, a line per tenth otherwise (stderr)
+    handler = ProgressLogHandler(progress)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
-        report = predict_folder(args.model, args.input, args.output, args.device, args.batch_size, args.sha256)
+        report = predict_folder(
+            args.model, args.input, args.output, args.device, args.batch_size, args.sha256, progress=progress
+        )
     except (CheckpointError, *DATASET_ERRORS) as error:
         logger.error("%s", " ".join(str(error).split()))  # one line, whatever the message holds
         return 2
+    finally:
+        progress.close()
     return 0 if report.scored or not report.failures else 1
 
 

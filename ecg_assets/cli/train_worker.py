@@ -18,10 +18,11 @@ from dagster_pipes import PipesContext, PipesDefaultContextLoader, PipesEnvVarPa
 from pydantic import BaseModel
 
 from ecg_assets.core.ddp import Ranks, torchrun_process_group
+from ecg_assets.core.ensemble import FitResult, fit_model
 from ecg_assets.core.log_handlers import package_logs_to, pipeline_file_handler
 from ecg_assets.core.splits import read_splits
 from ecg_assets.core.store import RecordStore
-from ecg_assets.core.training import DeviceSettings, TrainingConfig, TrainingResult, train_model
+from ecg_assets.core.training import DeviceSettings, TrainingConfig
 
 
 class TorchrunJob(BaseModel):
@@ -59,9 +60,9 @@ def read_job() -> TorchrunJob:
         return TorchrunJob.model_validate(context["extras"])
 
 
-def _train(job: TorchrunJob, settings: DeviceSettings, ranks: Ranks) -> TrainingResult:
+def _train(job: TorchrunJob, settings: DeviceSettings, ranks: Ranks) -> FitResult:
     store = RecordStore(job.store)
-    return train_model(
+    return fit_model(
         store, read_splits(job.splits), job.config, settings, job.models_dir, job.training_log, ranks=ranks
     )
 

@@ -7,16 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ecg_assets.core.atomic_io import atomic_write_json
-from ecg_assets.core.checkpoints import file_sha256, load_checkpoint
+from ecg_assets.core.checkpoints import file_sha256
 from ecg_assets.core.labels import LABELS
-from ecg_assets.core.metrics import classification_metrics, macro_f1
-from ecg_assets.core.model import build_model
+from ecg_assets.core.metrics import bootstrap_intervals, classification_metrics, macro_f1
 from ecg_assets.core.plots import plot_confusion_matrix, plot_f1_scores, plot_training_history
+from ecg_assets.core.scoring import load_scoring_model, score_positions
 from ecg_assets.core.store import RecordStore
-from ecg_assets.core.training import DeviceSettings, inference_batches, predict_probabilities
+from ecg_assets.core.training import DeviceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -47,23 +46,21 @@ def evaluate_checkpoint(
     cannot be predicted), so for CinC 2017 macro F1 equals the challenge's mean F1 of N, A, O.
     With `expected_sha256`, a checkpoint with another hash is refused (`CheckpointError`).
     """
-    checkpoint = load_checkpoint(checkpoint_path, map_location=settings.device, expected_sha256=expected_sha256)
-    model = build_model(checkpoint["model_config"]).to(settings.device)
-    model.load_state_dict(checkpoint["model_state"])
-    class_mask = torch.as_tensor(checkpoint["class_mask"], device=settings.device)
+    scoring = load_scoring_model(checkpoint_path, settings.device, expected_sha256)
     labels = store.index["label_index"].to_numpy(dtype=np.int64)
-    batches = inference_batches(store, splits["test"], labels, batch_size, checkpoint["training_config"])
-    probabilities, y_true, test_loss = predict_probabilities(model, batches, settings, class_mask)
+    probabilities, y_true, test_loss = score_positions(scoring, store, splits["test"], settings, batch_size, labels)
     y_pred = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, np.int64)
-    trained_classes = np.flatnonzero(checkpoint["class_mask"]).tolist()
+    trained_classes = scoring.trained_classes
     metrics = classification_metrics(y_true, y_pred, LABELS, trained_classes)
+    metrics["intervals"] = bootstrap_intervals(y_true, y_pred, LABELS, trained_classes)
     metrics.update(
         {
             "test_loss": test_loss,
             "checkpoint": str(checkpoint_path),
             "checkpoint_sha256": expected_sha256 or file_sha256(checkpoint_path),
             "checkpoint_verified": expected_sha256 is not None,
-            "checkpoint_epoch": int(checkpoint["epoch"]),
+            "checkpoint_epoch": int(scoring.payload["epoch"]),
+            "ensemble_members": scoring.members,
             "majority_class_macro_f1": _majority_baseline(labels[splits["train"]], y_true, trained_classes),
         }
     )
@@ -76,12 +73,21 @@ def evaluate_checkpoint(
         pngs={},
     )
     atomic_write_json(outputs.metrics_file, metrics)
-    outputs.pngs["f1"] = plot_f1_scores(metrics["per_class"], outputs.f1_plot)
-    outputs.pngs["history"] = plot_training_history(checkpoint["history"], outputs.history_plot)
+    outputs.pngs["f1"] = plot_f1_scores(
+        metrics["per_class"], outputs.f1_plot, intervals=metrics["intervals"]["per_class"]
+    )
+    outputs.pngs["history"] = plot_training_history(scoring.payload["history"], outputs.history_plot)
     outputs.pngs["confusion"] = plot_confusion_matrix(
         metrics["confusion_matrix"], metrics["classes"], outputs.confusion_plot
     )
-    logger.info("test macro F1 %.4f on %d records", metrics["macro_f1"], metrics["n_samples"])
+    low, high = metrics["intervals"]["macro_f1"]
+    logger.info(
+        "test macro F1 %.4f (95%% CI %.4f-%.4f, bootstrap over %d test records)",
+        metrics["macro_f1"],
+        low,
+        high,
+        metrics["n_samples"],
+    )
     return outputs
 
 

@@ -15,39 +15,26 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import ValidationError
 
 from ecg_assets.core.atomic_io import atomic_write_text
-from ecg_assets.core.checkpoints import CheckpointError, load_checkpoint
 from ecg_assets.core.datasets import scan_dataset
 from ecg_assets.core.labels import LABELS
-from ecg_assets.core.model import build_model
-from ecg_assets.core.preprocessing import RecordPreparer, RecordProcessingConfig, failure_reason, mask_string
+from ecg_assets.core.preprocessing import RecordPreparer, failure_reason, mask_string
+from ecg_assets.core.scoring import ScoringModel, load_scoring_model, score_positions
 from ecg_assets.core.signal import LEAD_ORDER
-from ecg_assets.core.store import RecordStoreWriter
-from ecg_assets.core.training import DeviceSettings, TrainingConfig, inference_batches, predict_probabilities
+from ecg_assets.core.store import RecordStore, RecordStoreWriter
+from ecg_assets.core.training import DeviceSettings
 
 logger = logging.getLogger(__name__)
 
-REQUIRED_KEYS = ("model_state", "model_config", "training_config", "preprocess", "classes", "class_mask")
-
-
-@dataclass
-class LoadedModel:
-    """A checkpoint ready to score: the model, its classes and the settings it was trained with."""
-
-    model: torch.nn.Module
-    class_mask: torch.Tensor
-    preprocess: RecordProcessingConfig
-    training: TrainingConfig
-
-    @property
-    def class_names(self) -> list[str]:
-        return [label for label, present in zip(LABELS, self.class_mask.tolist()) if present]
+# Kept under their earlier names: `ecg_assets.predict.load_model` is part of the documented API.
+LoadedModel = ScoringModel
+load_model = load_scoring_model
 
 
 @dataclass
@@ -57,26 +44,6 @@ class PredictionReport:
     output: Path | None = None
 
 
-def load_model(path: Path, device: torch.device, expected_sha256: str | None = None) -> LoadedModel:
-    """Load a checkpoint (`weights_only`), refusing one this code cannot use (or whose SHA-256 differs from
-    `expected_sha256`, when given), with the reason."""
-    checkpoint = load_checkpoint(path, map_location=device, expected_sha256=expected_sha256)
-    missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
-    if missing:
-        raise CheckpointError(f"{path} lacks {', '.join(missing)}: not a model checkpoint of this pipeline")
-    if list(checkpoint["classes"]) != list(LABELS):
-        raise CheckpointError(f"{path} predicts classes {checkpoint['classes']}, this code knows {list(LABELS)}")
-    try:
-        preprocess = RecordProcessingConfig.model_validate(checkpoint["preprocess"] or {})
-        training = TrainingConfig.model_validate(checkpoint["training_config"])
-        model = build_model(checkpoint["model_config"]).to(device)
-        model.load_state_dict(checkpoint["model_state"])
-    except (ValidationError, RuntimeError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{path} does not match this code's model or settings: {error}") from error
-    model.eval()
-    return LoadedModel(model, torch.as_tensor(checkpoint["class_mask"], device=device), preprocess, training)
-
-
 def predict_folder(
     model_path: Path,
     input_dir: Path,
@@ -84,6 +51,7 @@ def predict_folder(
     device: str = "cpu",
     batch_size: int = 64,
     expected_sha256: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> PredictionReport:
     """Score every record of `input_dir` with the checkpoint at `model_path`; write `output_csv`.
 
@@ -92,7 +60,8 @@ def predict_folder(
     their reason in the `error` column and logged; they are never dropped silently. With
     `expected_sha256` (e.g. the `checkpoint_sha256` of the `trained_model` materialization), a
     checkpoint whose hash differs is refused. A folder that cannot be read as a dataset raises one of
-    `datasets.DATASET_ERRORS`, with the reason.
+    `datasets.DATASET_ERRORS`, with the reason. `progress(stage, done, total)` is called as records are read
+    (`reading`) and scored (`scoring`).
     """
     settings = DeviceSettings(device=torch.device(device))
     loaded = load_model(model_path, settings.device, expected_sha256)
@@ -103,7 +72,9 @@ def predict_folder(
     scored_ids: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="ecg-predict-") as scratch:
         with RecordStoreWriter(Path(scratch), (len(LEAD_ORDER), config.target_length)) as writer:
-            for entry in scan.entries:
+            for done, entry in enumerate(scan.entries, start=1):
+                if progress is not None:
+                    progress("reading", done - 1, len(scan.entries))
                 if entry.record_id in scored_ids:  # a repeated label row, or a second file with the same id
                     failures.append((entry.source_file, f"record id {entry.record_id!r} is scored once already"))
                     continue
@@ -115,11 +86,12 @@ def predict_folder(
                     continue
                 row = {"record_id": entry.record_id, "label_index": -1, "lead_mask": mask_string(prepared.lead_mask)}
                 writer.append(prepared.signal, row, prepared.window)
+            if progress is not None:
+                progress("reading", len(scan.entries), len(scan.entries))
             store = writer.commit(metadata={"preprocess": config.model_dump()})
         positions = np.arange(len(store))
         labels = np.zeros(len(store), dtype=np.int64)
-        batches = inference_batches(store, positions, labels, batch_size, loaded.training)
-        probabilities, _, _ = predict_probabilities(loaded.model, batches, settings, loaded.class_mask)
+        probabilities = _score_in_chunks(loaded, store, positions, settings, batch_size, labels, progress)
         record_ids = store.index["record_id"].tolist() if len(store) else []
     for record_id, reason in failures:
         logger.warning("not scored: %s: %s", record_id, reason)
@@ -127,6 +99,29 @@ def predict_folder(
     atomic_write_text(output_csv, table.to_csv(index=False))
     logger.info("scored %d record(s), %d not scored; wrote %s", len(record_ids), len(failures), output_csv)
     return PredictionReport(scored=len(record_ids), failures=failures, output=output_csv)
+
+
+def _score_in_chunks(
+    loaded: ScoringModel,
+    store: RecordStore,
+    positions: np.ndarray,
+    settings: DeviceSettings,
+    batch_size: int,
+    labels: np.ndarray,
+    progress: Callable[[str, int, int], None] | None,
+) -> np.ndarray:
+    """`score_positions` over every record; with `progress`, `batch_size` records at a time, reporting each chunk
+    (a record's windows are averaged within its chunk, so the probabilities are the same)."""
+    if progress is None:
+        return score_positions(loaded, store, positions, settings, batch_size, labels)[0]
+    total = len(positions)
+    progress("scoring", 0, total)
+    chunks = []
+    for start in range(0, total, batch_size):
+        chunk = positions[start : start + batch_size]
+        chunks.append(score_positions(loaded, store, chunk, settings, batch_size, labels)[0])
+        progress("scoring", start + len(chunk), total)
+    return np.concatenate(chunks) if chunks else np.zeros((0, len(LABELS)))
 
 
 def _prediction_table(

@@ -5,6 +5,7 @@ import logging
 from typing import Optional
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
@@ -13,7 +14,9 @@ from ecg_assets.core.atomic_io import read_json
 from ecg_assets.core.checkpoints import CheckpointError
 from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.demo import MARKER_FILE
+from ecg_assets.core.ensemble import fit_model, training_histories
 from ecg_assets.core.label_mapping import build_label_mapping, read_label_mapping, write_label_mapping
+from ecg_assets.core.metrics import format_interval
 from ecg_assets.core.preprocessing import (
     FAILURES_FILE,
     RecordProcessingConfig,
@@ -23,7 +26,7 @@ from ecg_assets.core.preprocessing import (
 )
 from ecg_assets.core.splits import SPLIT_NAMES, SplitConfig, assign_splits, read_splits, strat_folds_for, write_splits
 from ecg_assets.core.store import RecordStore
-from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig, train_model
+from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig
 from ecg_assets.defs.metadata import (
     counts_table,
     example_waveforms,
@@ -37,11 +40,13 @@ from ecg_assets.defs.partitions import dataset_partitions
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 from ecg_assets.defs.steps import partition_step
 from ecg_assets.defs.torchrun import train_with_torchrun
+from ecg_assets.defs.tracking import ExperimentTrackingResource
 
 logger = logging.getLogger(__name__)
 
 GROUP = "ecg_pipeline"
 SMOKE_TEST_RECORDS = 10
+MEMBER_COLUMNS = ("member", "train_records", "val_records", "best_epoch", "best_val_macro_f1")
 # What a Kubernetes run launcher / k8s_job_executor turns into a GPU request for the training step.
 GPU_OP_TAGS = {
     "dagster-k8s/config": {
@@ -147,6 +152,10 @@ def processed_records(
         record_store, report = process_records(
             dataset_dir, detect_format(dataset_dir), records, artifacts.processed, preprocess_config
         )
+        logger.info(
+            f"Preprocessing with unified labels completed successfully: {report.processed} of {report.discovered} "
+            f"records stored in {artifacts.processed} ({report.failed} failed, listed in failures.csv)"
+        )
     fs_counts = pd.Series(report.original_fs, dtype=float).value_counts().sort_index()
     return dg.MaterializeResult(
         metadata={
@@ -241,6 +250,7 @@ def trained_model(
     paths: EcgPathsResource,
     gpu: TorchDeviceResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
+    tracking: ExperimentTrackingResource,
 ) -> dg.MaterializeResult:
     artifacts = paths.artifacts(context.partition_key)
     with partition_step(context, artifacts, paths.pipeline_log):
@@ -251,7 +261,7 @@ def trained_model(
             )
             metadata = dict(reported.metadata or {})
         else:
-            result = train_model(
+            result = fit_model(
                 RecordStore(artifacts.processed),
                 read_splits(artifacts.splits),
                 config,
@@ -260,13 +270,24 @@ def trained_model(
                 artifacts.training_log,
             )
             metadata = {**result.summary(device), "checkpoint": dg.MetadataValue.path(str(result.best_checkpoint))}
+        best_f1 = _best_validation_f1(read_json(artifacts.training_log))
+        logger.info(f"Training complete! Best validation F1: {best_f1:.4f}, checkpoints saved to: {artifacts.models}")
+    log = read_json(artifacts.training_log)
+    if log.get("members"):
+        members = pd.DataFrame([{key: member[key] for key in MEMBER_COLUMNS} for member in log["members"]]).round(4)
+        metadata["ensemble_members"] = markdown_table(members)
+        estimate = log["cross_validation"]
+        metadata["cv_estimate"] = dg.MetadataValue.md(
+            f"cross-validated macro F1 {format_interval(estimate['macro_f1'], estimate['intervals']['macro_f1'])} "
+            f"over {estimate['n_samples']} out-of-fold records (each scored by the member that did not train on "
+            "it; the test split is untouched)"
+        )
     return dg.MaterializeResult(
         metadata={
             **metadata,
-            "training_history": training_history(
-                read_json(artifacts.training_log)["epochs"], artifacts.figures / "training_history.png"
-            ),
+            "training_history": training_history(training_histories(log), artifacts.figures / "training_history.png"),
             "training_log": dg.MetadataValue.path(str(artifacts.training_log)),
+            **tracking.log_training(context, artifacts),
         }
     )
 
@@ -281,7 +302,10 @@ def trained_model(
     "macro/micro/weighted F1, classification report and figures.",
 )
 def test_metrics(
-    context: dg.AssetExecutionContext, paths: EcgPathsResource, gpu: TorchDeviceResource
+    context: dg.AssetExecutionContext,
+    paths: EcgPathsResource,
+    gpu: TorchDeviceResource,
+    tracking: ExperimentTrackingResource,
 ) -> dg.MaterializeResult:
     artifacts = paths.artifacts(context.partition_key)
     with partition_step(context, artifacts, paths.pipeline_log):
@@ -294,11 +318,25 @@ def test_metrics(
             artifacts.figures,
             expected_sha256=_recorded_checkpoint_sha256(context),
         )
+        logger.info(
+            f"Evaluation complete! Metrics saved to: {outputs.metrics_file}, F1 plot saved to: {outputs.f1_plot}"
+        )
     result = outputs.metrics
+    intervals = result["intervals"]
     per_class = pd.DataFrame(result["per_class"]).T.rename_axis("class").reset_index()
+    per_class["f1_95ci"] = [
+        format_interval(f1, intervals["per_class"][name]) for name, f1 in zip(per_class["class"], per_class["f1"])
+    ]
+    averages = ("macro_f1", "micro_f1", "weighted_f1", "accuracy")
     return dg.MaterializeResult(
         metadata={
-            **{key: round(result[key], 4) for key in ("macro_f1", "micro_f1", "weighted_f1", "accuracy")},
+            **{key: round(result[key], 4) for key in averages},
+            "estimate": dg.MetadataValue.md(
+                "\n".join(f"- {key}: {format_interval(result[key], intervals[key])}" for key in averages)
+                + f"\n\n95% intervals: {intervals['method']} ({intervals['n_samples']} records, "
+                f"{intervals['resamples']} resamples)"
+            ),
+            **{f"{key}_95ci": dg.MetadataValue.json(intervals[key]) for key in averages},
             "majority_class_macro_f1": round(result["majority_class_macro_f1"], 4),
             "test_records": result["n_samples"],
             "per_class": markdown_table(per_class.round(3)),
@@ -308,6 +346,7 @@ def test_metrics(
             "training_history": png_markdown(outputs.pngs["history"], "training history"),
             "checkpoint_sha256": result["checkpoint_sha256"],
             "path": dg.MetadataValue.path(str(outputs.metrics_file)),
+            **tracking.log_evaluation(context, artifacts),
         }
     )
 
@@ -335,6 +374,13 @@ def _recorded_checkpoint_sha256(context: dg.AssetExecutionContext) -> str:
         f"recorded by trained_model in run {records[0].run_id}"
     )
     return str(recorded.value)
+
+
+def _best_validation_f1(log: dict) -> float:
+    """Best validation macro F1 of a `training_log.json`: the run's, or the mean of an ensemble's members'."""
+    if "best_val_macro_f1" in log:
+        return float(log["best_val_macro_f1"])
+    return float(np.mean([member["best_val_macro_f1"] for member in log["members"]]))
 
 
 def _summary(values: list[float]) -> dict[str, float]:
