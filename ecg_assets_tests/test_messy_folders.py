@@ -515,3 +515,14 @@ def test_a_partition_with_nothing_to_process_finishes_and_splits_says_why(shared
         "nothing to split: no processed records: label_mapping lists 4 record(s), 4 excluded (4 x noisy recording (~))"
         " and 0 labelled, of which 0 failed in processed_records."
     )
+
+
+def test_a_file_reached_through_a_linked_folder_is_listed_once_under_its_own_name(shared_data, tmp_path):
+    folder = cinc2017(tmp_path / "c17", shared_data, names=C17[:2])
+    (folder / "real").mkdir()
+    (folder / "A00002.mat").rename(folder / "real" / "A00002.mat")
+    os.symlink("real", folder / "view")  # the same folder under a second name, sorting after it
+    os.symlink("real", folder / "another")  # ... and under one sorting before it
+    mapping = build_label_mapping(folder, folder.name)
+    assert set(mapping.table["source_file"]) == {"A00001.mat", "real/A00002.mat"}
+    assert_every_file_accounted(folder, mapping, None)

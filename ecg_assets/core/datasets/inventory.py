@@ -61,9 +61,17 @@ class FolderInventory:
             return inventory
         visited = {(root.st_dev, root.st_ino): ""}
         pending = [""]
+        linked: list[tuple[str, tuple[int, int]]] = []  # folders reached through a link: walked last
         names: dict[tuple[int, int], list[tuple[bool, str]]] = {}
-        while pending:
-            inventory._scan_folder(pending.pop(), visited, pending, names)
+        while pending or linked:
+            if not pending:
+                name, key = linked.pop(0)
+                if key in visited:
+                    inventory.ignored.append((name, f"link to the folder {visited[key] or '.'}, searched already"))
+                    continue
+                visited[key] = name
+                pending.append(name)
+            inventory._scan_folder(pending.pop(), visited, pending, linked, names)
         for found in names.values():
             kept = min(found)[1]  # not a link first, then by name
             inventory.files.append(kept)
@@ -81,6 +89,7 @@ class FolderInventory:
         relative: str,
         visited: dict[tuple[int, int], str],
         pending: list[str],
+        linked: list[tuple[str, tuple[int, int]]],
         names: dict[tuple[int, int], list[tuple[bool, str]]],
     ) -> None:
         try:
@@ -88,6 +97,7 @@ class FolderInventory:
         except OSError as error:
             self.problems.append((relative or ".", f"folder cannot be listed: {error.strerror or error}"))
             return
+        folder_linked = bool(relative) and self._through_link(relative)
         for entry in entries:
             name = f"{relative}/{entry.name}" if relative else entry.name
             reason = _hidden_reason(entry.name, entry.is_dir(follow_symlinks=False))
@@ -106,19 +116,19 @@ class FolderInventory:
                 continue
             if entry.is_dir(follow_symlinks=True):
                 key = (status.st_dev, status.st_ino)
-                if key in visited:
-                    self.ignored.append((name, f"link to the folder {visited[key] or '.'}, searched already"))
-                    continue
-                visited[key] = name
-                pending.append(name)
+                if entry.is_symlink() or folder_linked:
+                    linked.append((name, key))  # after every folder reached without a link
+                elif key not in visited:
+                    visited[key] = name
+                    pending.append(name)
             elif entry.is_file(follow_symlinks=True):
-                linked = entry.is_symlink() or "/" in relative and self._through_link(relative)
-                names.setdefault((status.st_dev, status.st_ino), []).append((linked, name))
+                alias = folder_linked or entry.is_symlink()
+                names.setdefault((status.st_dev, status.st_ino), []).append((alias, name))
             else:
                 self.problems.append((name, "not a regular file (a socket, FIFO or device): not read"))
 
     def _through_link(self, relative: str) -> bool:
-        """True when a folder on the way to `relative` is a symbolic link."""
+        """True when `relative` (a folder) or a folder on the way to it is a symbolic link."""
         parts = relative.split("/")
         return any(os.path.islink(self.folder.joinpath(*parts[:depth])) for depth in range(1, len(parts) + 1))
 
