@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ecg_assets.core.datasets.inventory import printable_name
 from ecg_assets.core.label_mapping import FILES_SEPARATOR, LabelMapping
 from ecg_assets.core.store import RecordStore
 
@@ -33,7 +34,8 @@ def record_like_files(folder: Path) -> list[str]:
     for current, folders, files in os.walk(folder, followlinks=False):
         for name in files + [name for name in folders if os.path.islink(os.path.join(current, name))]:
             if name.lower().endswith(RECORD_LIKE):
-                found.append(os.path.relpath(os.path.join(current, name), folder).replace(os.sep, "/"))
+                relative = os.path.relpath(os.path.join(current, name), folder).replace(os.sep, "/")
+                found.append(printable_name(relative))  # a name that is not UTF-8 is listed as text
     return sorted(found)
 
 

@@ -49,6 +49,7 @@ class Expect:
     ignored: dict[str, str] = field(default_factory=dict)  # file -> reason pattern
     labels: dict[str, str] = field(default_factory=dict)  # record id -> unified label
     error: tuple[type, str] | None = None  # the partition stops with this error and message
+    rates: set[float] | None = None  # native sampling rates of the processed records
     overrides: str | None = None  # text of a unified_label_mapping.csv beside the dataset folder
     override_encoding: str = "utf-8"
 
@@ -363,6 +364,32 @@ def overrides_in_cp1252(folder, shared):
     )
 
 
+def file_name_not_in_utf8(folder, shared):
+    cinc2017(folder, shared)
+    (folder / "A00004.mat").rename(os.fsdecode(os.fsencode(folder) + b"/A00004-K\xf6ln.mat"))  # latin-1 bytes
+    return Expect(
+        "cinc2017",
+        processed={"A00001", "A00002", "A00003"},
+        problems={"A00004-K\ufffdln.mat": "file name is not valid UTF-8", "A00/A00004": "matches no record"},
+    )
+
+
+def reference_with_semicolons(folder, shared):
+    cinc2017(folder, shared, reference="A00001;N\nA00002;A\nA00003;O\nA00004;~\n")
+    return Expect(
+        "cinc2017",
+        processed={"A00001", "A00002", "A00003"},
+        labels={"A00001": "NORM", "A00002": "AF", "A00003": "OTHER"},
+        excluded={"A00004": "noisy"},
+    )
+
+
+def dataset_yaml_states_the_rate_of_a_cinc2017_folder(folder, shared):
+    cinc2017(folder, shared)
+    (folder / "dataset.yaml").write_text("sampling_rate: 150\n")
+    return Expect("cinc2017", processed=set(C17), rates={150.0})
+
+
 def wfdb_samples_with_junk(folder, shared):
     shutil.copytree(shared / "wfdb_samples", folder)
     os.chmod(folder, 0o755)
@@ -412,6 +439,9 @@ CASES = [
     overrides_in_utf8_with_bom,
     overrides_in_cp1252,
     wfdb_samples_with_junk,
+    file_name_not_in_utf8,
+    reference_with_semicolons,
+    dataset_yaml_states_the_rate_of_a_cinc2017_folder,
 ]
 
 
@@ -453,6 +483,8 @@ def test_messy_folder_keeps_every_file_accounted(make, shared_data, tmp_path):
     _matches(dict(zip(table["record_id"], table["excluded_reason"])), expect.excluded, "exclusion")
     _matches(dict(mapping.problems), expect.problems, "problem")
     _matches(dict(mapping.ignored_files), expect.ignored, "ignored")
+    if expect.rates is not None:
+        assert set(store.index["original_fs"]) == expect.rates
     labels = dict(zip(store.index["record_id"], store.index["label"]))
     assert {key: labels.get(key) for key in expect.labels} == expect.labels
 

@@ -86,9 +86,13 @@ def read_text(path: Path) -> str:
 
 
 def csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """`(line number, cells)` of every row of a CSV file (any line ending, BOMs honoured, blank rows skipped)."""
+    """`(line number, cells)` of every row of a CSV file (any line ending, BOMs honoured, blank rows skipped).
+
+    The delimiter is a comma, unless the first line has none and a semicolon or a tab instead (what
+    spreadsheet programs write in locales where the comma is the decimal separator).
+    """
     text = read_text(path)
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     try:
         for cells in reader:
             if any(cell.strip() for cell in cells):
@@ -97,10 +101,17 @@ def csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
         raise LabelMappingError(f"{path}: not readable as CSV near line {reader.line_num}: {error}") from error
 
 
+def _delimiter(text: str) -> str:
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if "," in first:
+        return ","
+    return next((candidate for candidate in (";", "\t") if candidate in first), ",")
+
+
 def read_csv_table(path: Path, **kwargs) -> pd.DataFrame:
-    """`pandas.read_csv` of a CSV file decoded by `read_text` (same errors)."""
+    """`pandas.read_csv` of a CSV file decoded by `read_text` (same errors and delimiter rule as `csv_rows`)."""
     text = read_text(path)
     try:
-        return pd.read_csv(io.StringIO(text), **kwargs)
+        return pd.read_csv(io.StringIO(text), sep=_delimiter(text), **kwargs)
     except (ValueError, pd.errors.ParserError) as error:
         raise LabelMappingError(f"{path}: not readable as CSV: {error}") from error

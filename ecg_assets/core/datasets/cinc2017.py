@@ -4,6 +4,9 @@ REFERENCE rows look like `A00001,N` or, in REFERENCE-v3.csv, `A00/A00001,N,0`: t
 prefix does not exist on disk; ids are matched to files by `record_ids.RecordIdIndex`. Class
 letters are accepted in either case. Files without a REFERENCE row stay in the table, unlabelled.
 
+Files without a `.hea` are read at 300 Hz as lead I with 1000 ADC units per mV, unless the folder's
+dataset.yaml states `sampling_rate`, `lead_names`, `gain` or `mat_variable`.
+
 A folder without REFERENCE (recordings to score) is still CinC 2017 when most of its `.mat` files
 are named like the challenge's (`A00001.mat`) and hold a single-lead MAT v4 `val` matrix, and no
 dataset.yaml states another sampling rate: its records are listed, unlabelled.
@@ -134,6 +137,15 @@ class Cinc2017Format(DatasetFormat):
         header = path.with_suffix(".hea")
         if header.is_file():
             return read_wfdb(header, max_duration_s, root=folder)
-        recording = read_mat_signal(path, FS, ["I"], gain=GAIN_PER_MV, max_duration_s=max_duration_s)
+        config = load_dataset_config(folder)  # what it states replaces the challenge's constants
+        stated = config.model_fields_set
+        recording = read_mat_signal(
+            path,
+            config.sampling_rate or FS,
+            config.lead_names or ["I"],
+            gain=config.gain if "gain" in stated else GAIN_PER_MV,
+            variable=config.mat_variable,
+            max_duration_s=max_duration_s,
+        )
         recording.files.append(header)  # looked for: a header added later changes how the record is read
         return recording

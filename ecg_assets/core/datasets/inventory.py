@@ -11,7 +11,8 @@ Rules, in order (names compared ignoring letter case wherever a suffix is concer
   A linked folder already searched under another name is not searched again, and a file reachable under
   several names (links, hard links) is listed once, under its own name (not a link's); the other names
   are `aliases`, ignored unless a record names them.
-- Anything else that is not a regular file (a socket, a FIFO, a device) is a problem.
+- Anything else that is not a regular file (a socket, a FIFO, a device), and any name that is not valid
+  UTF-8 (bytes written under another system's code page), is a problem.
 - Every other file is listed (`files`), for formats to claim. Files that look like recordings
   (`RECORD_SUFFIXES`) and that no record claims are reported by the format with a reason, so that each
   ends up in exactly one place: a record's files, the problems, or the ignored files.
@@ -100,6 +101,9 @@ class FolderInventory:
         folder_linked = bool(relative) and self._through_link(relative)
         for entry in entries:
             name = f"{relative}/{entry.name}" if relative else entry.name
+            if not _is_utf8(entry.name):  # bytes from another system's code page: no id, no CSV cell can hold it
+                self.problems.append((printable_name(name), "file name is not valid UTF-8: rename it"))
+                continue
             reason = _hidden_reason(entry.name, entry.is_dir(follow_symlinks=False))
             if reason:
                 self.ignored.append((name, reason))
@@ -157,6 +161,19 @@ class FolderInventory:
         taken = set(claimed)
         interesting = set(RECORD_SUFFIXES) | set(UNSUPPORTED_SUFFIXES)
         return [name for name in self.files if suffix_of(name) in interesting and name not in taken]
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.scandir gave undecodable bytes as surrogates
+        return False
+    return True
+
+
+def printable_name(name: str) -> str:
+    """A file name as text, undecodable bytes shown as U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _hidden_reason(name: str, is_dir: bool) -> str:
