@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from ecg_assets.core.checkpoints import CheckpointError
-from ecg_assets.core.datasets import UnknownFormatError
 from ecg_assets.cli.progress import ProgressLogHandler, StageProgress
+from ecg_assets.core.datasets import DATASET_ERRORS
 from ecg_assets.core.inference import predict_folder
 
 logger = logging.getLogger("ecg_assets.predict")
@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         report = predict_folder(
             args.model, args.input, args.output, args.device, args.batch_size, args.sha256, progress=progress
         )
-    except (CheckpointError, UnknownFormatError) as error:
-        logger.error("%s", error)
+    except (CheckpointError, *DATASET_ERRORS) as error:
+        logger.error("%s", " ".join(str(error).split()))  # one line, whatever the message holds
         return 2
     finally:
         progress.close()

@@ -1,6 +1,7 @@
 """Score recordings a model has never seen (the logic behind `python -m ecg_assets.predict`).
 
-The input folder is read in any dataset format the pipeline supports and every record goes
+The input folder is read in any dataset format the pipeline supports, labelled or not (a folder of
+new recordings has no REFERENCE: its records are scored all the same), and every record goes
 through the exact preprocessing the model was trained with (the settings stored in the
 checkpoint, the same `RecordPreparer` as `processed_records`, the same float16 storage and
 the same multi-window inference). The CSV has one row per record: `record_id`,
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ecg_assets.core.atomic_io import atomic_write_text
-from ecg_assets.core.datasets import detect_format
+from ecg_assets.core.datasets import scan_dataset
 from ecg_assets.core.devices import resolve_device
 from ecg_assets.core.labels import LABELS
 from ecg_assets.core.preprocessing import RecordPreparer, failure_reason, mask_string
@@ -54,24 +55,30 @@ def predict_folder(
 ) -> PredictionReport:
     """Score every record of `input_dir` with the checkpoint at `model_path`; write `output_csv`.
 
-    Unreadable records (and files the format could not match to a record) are written with
+    Labels play no part: records without one (or excluded from training for a label reason) are
+    scored too. Unreadable records (and files the format could not match to a record) are written with
     their reason in the `error` column and logged; they are never dropped silently. With
     `expected_sha256` (e.g. the `checkpoint_sha256` of the `trained_model` materialization), a
-    checkpoint whose hash differs is refused. `progress(stage, done, total)` is called as records are read
+    checkpoint whose hash differs is refused. A folder that cannot be read as a dataset raises one of
+    `datasets.DATASET_ERRORS`, with the reason. `progress(stage, done, total)` is called as records are read
     (`reading`) and scored (`scoring`).
     """
     settings = resolve_device(device, setting_hint="--device")
     loaded = load_model(model_path, settings.device, expected_sha256)
-    dataset_format = detect_format(input_dir)
-    scan = dataset_format.scan(input_dir)
+    dataset_format, scan = scan_dataset(input_dir)
     failures = list(scan.problems)
     config = loaded.preprocess
     preparer = RecordPreparer(config)
+    scored_ids: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="ecg-predict-") as scratch:
         with RecordStoreWriter(Path(scratch), (len(LEAD_ORDER), config.target_length)) as writer:
             for done, entry in enumerate(scan.entries, start=1):
                 if progress is not None:
                     progress("reading", done - 1, len(scan.entries))
+                if entry.record_id in scored_ids:  # a repeated label row, or a second file with the same id
+                    failures.append((entry.source_file, f"record id {entry.record_id!r} is scored once already"))
+                    continue
+                scored_ids.add(entry.record_id)
                 try:
                     _, prepared = preparer.read(input_dir, dataset_format, entry)
                 except Exception as error:  # one bad file must not stop the others

@@ -16,7 +16,13 @@ from ecg_assets.core.demo import MARKER_FILE
 from ecg_assets.core.ensemble import fit_model, training_histories
 from ecg_assets.core.label_mapping import build_label_mapping, read_label_mapping, write_label_mapping
 from ecg_assets.core.metrics import format_interval
-from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
+from ecg_assets.core.preprocessing import (
+    FAILURES_FILE,
+    RecordProcessingConfig,
+    empty_store_explanation,
+    nothing_processed_reason,
+    process_records,
+)
 from ecg_assets.core.splits import SPLIT_NAMES, SplitConfig, assign_splits, read_splits, strat_folds_for, write_splits
 from ecg_assets.core.store import RecordStore
 from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig, read_training_log
@@ -112,6 +118,7 @@ def label_mapping(context: dg.AssetExecutionContext, paths: EcgPathsResource) ->
             "native_label_counts": markdown_table(native_counts),
             "excluded_reasons": counts_table(mapping.excluded_reasons(), "reason"),
             "unmatched_entries": reasons_table(mapping.problems, ("entry", "reason")),
+            "ignored_files": reasons_table(mapping.ignored_files, ("file", "reason")),
             "unlabelled_records": markdown_table(mapping.unlabelled[["record_id", "source_file", "mapped_label"]]),
             "override_files": ", ".join(str(path) for path in mapping.override_files) or "none",
             "warnings": "\n".join(mapping.warnings) or "none",
@@ -161,6 +168,7 @@ def processed_records(
             "reprocessed": report.reprocessed,
             "reused_unchanged": report.reused,
             "reuse": report.full_reprocess_reason or "records with unchanged files copied from the previous generation",
+            "reprocess_reasons": counts_table(dict(report.reprocess_reasons), "why read again"),
             "workers": report.workers,
             "failed": report.failed,
             "failure_reasons": reasons_table(report.failures),
@@ -182,6 +190,7 @@ def processed_records(
             "smoke_test": config.smoke_test,
             "seconds": round(report.seconds, 2),
             "path": dg.MetadataValue.path(str(artifacts.processed)),
+            **({"note": nothing_processed_reason(report)} if not report.processed else {}),
         }
     )
 
@@ -200,6 +209,11 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, paths: EcgPa
     artifacts = paths.artifacts(dataset)
     with partition_step(context, artifacts, paths.pipeline_log):
         index = RecordStore(artifacts.processed).index
+        if index.empty:
+            explanation = empty_store_explanation(
+                read_label_mapping(artifacts.label_mapping), artifacts.processed / FAILURES_FILE
+            )
+            raise dg.Failure(description=f"nothing to split: {explanation}")
         folds = strat_folds_for(index["record_id"].tolist(), read_label_mapping(artifacts.label_mapping))
         result = assign_splits(index["label"].tolist(), config, index["patient_id"].tolist(), folds)
         write_splits(artifacts.splits, result.positions, index["record_id"].tolist(), config, result.method)

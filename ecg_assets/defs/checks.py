@@ -137,6 +137,7 @@ def labels_match_result(
             "not_in_label_mapping": _examples(comparison.unexpected),
             "processed_twice": _examples(comparison.duplicated),
             "neither_processed_nor_failed": _examples(comparison.unaccounted),
+            "repeated_rows_skipped": _examples(comparison.repeated_rows),
             "smoke_test": smoke_test,
         },
     )
