@@ -7,6 +7,7 @@ from ecg_assets.defs.assets import ecg_assets
 from ecg_assets.defs.automation import ecg_schedules, ecg_sensors
 from ecg_assets.defs.checks import ecg_checks
 from ecg_assets.defs.jobs import ecg_jobs, ecg_pipeline_job, retrain_job
+from ecg_assets.defs.partitions import register_present_datasets
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 from ecg_assets.defs.tracking import ExperimentTrackingResource
 
@@ -42,3 +43,6 @@ def build_definitions(executor: dg.ExecutorDefinition) -> dg.Definitions:
 
 
 defs = build_definitions(step_executor)
+# With an instance at hand (DAGSTER_HOME), the datasets present now are partitions before anything
+# validates a partition key, e.g. `dagster asset materialize --partition NEW` from a fresh shell.
+register_present_datasets(Settings.from_env())

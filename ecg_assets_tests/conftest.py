@@ -10,6 +10,7 @@ import pytest
 import wfdb
 
 from ecg_assets.core.demo import ensure_demo_dataset
+from ecg_assets.defs.partitions import DATASETS
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 from ecg_assets.defs.tracking import ExperimentTrackingResource
 
@@ -42,6 +43,22 @@ def cpu_resources(artifacts_dir: Path, processes_per_node: int = 1) -> dict:
         "pipes_subprocess_client": dg.PipesSubprocessClient(),
         "tracking": ExperimentTrackingResource(),  # off: nothing imports mlflow
     }
+
+
+def register_partitions(instance: dg.DagsterInstance, *keys: str) -> dg.DagsterInstance:
+    """Register dataset partition keys in `instance` (the partitions are dynamic: unknown keys are refused)."""
+    missing = [key for key in keys if not instance.has_dynamic_partition(DATASETS, key)]
+    if missing:
+        instance.add_dynamic_partitions(DATASETS, missing)
+    return instance
+
+
+def materialize_partition(
+    assets, partition_key: str, instance: dg.DagsterInstance | None = None, **kwargs
+) -> dg.ExecuteInProcessResult:
+    """`dg.materialize` of one dataset partition, its key registered first in `instance` (ephemeral unless given)."""
+    instance = register_partitions(instance or dg.DagsterInstance.ephemeral(), partition_key)
+    return dg.materialize(assets, partition_key=partition_key, instance=instance, **kwargs)
 
 
 def write_wfdb_record(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,7 +21,7 @@ from ecg_assets.defs.assets import label_mapping, processed_records, splits
 from ecg_assets.defs.resources import EcgPathsResource
 
 from .accounting import assert_every_file_accounted
-from .conftest import sine_leads
+from .conftest import materialize_partition, sine_leads
 
 # (codes, sex, age, seconds): the unified label follows from the codes by MI > AF > BBB > OTHER > NORM.
 RECORDS = {
@@ -112,7 +111,7 @@ def test_a_cpsc2018_folder_materializes_with_correct_label_counts(tmp_path):
     cpsc_folder(data / "demo_cinc2021")  # a partition key of the test code location
     resources = {"paths": EcgPathsResource(data_dir=str(data), artifacts_dir=str(tmp_path / "artifacts"))}
     assets = [label_mapping, processed_records, splits]
-    result = dg.materialize(assets, partition_key="demo_cinc2021", resources=resources)
+    result = materialize_partition(assets, partition_key="demo_cinc2021", resources=resources)
     metadata = result.asset_materializations_for_node("label_mapping")[0].metadata
     assert metadata["format"].value == "cpsc2018" and metadata["labelled"].value == 10
     assert "| AF | 2 |" in metadata["label_counts"].value and "| BBB | 2 |" in metadata["label_counts"].value

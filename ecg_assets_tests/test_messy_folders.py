@@ -30,6 +30,7 @@ from ecg_assets.defs.checks import processed_records_checks as checks_op
 from ecg_assets.defs.resources import EcgPathsResource
 
 from .accounting import assert_every_file_accounted
+from .conftest import materialize_partition
 
 pytestmark = pytest.mark.shared_data
 
@@ -509,7 +510,7 @@ PARTITION = "demo_cinc2017"
 
 def _materialize(data: Path, artifacts: Path, assets) -> dg.ExecuteInProcessResult:
     resources = {"paths": EcgPathsResource(data_dir=str(data), artifacts_dir=str(artifacts))}
-    return dg.materialize(assets, partition_key=PARTITION, resources=resources, raise_on_error=False)
+    return materialize_partition(assets, partition_key=PARTITION, resources=resources, raise_on_error=False)
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:

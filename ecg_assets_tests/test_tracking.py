@@ -15,7 +15,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from ecg_assets.core.atomic_io import read_json
@@ -25,7 +24,7 @@ from ecg_assets.defs import assets as asset_defs
 from ecg_assets.defs.assets import ecg_assets, trained_model
 from ecg_assets.defs.tracking import ExperimentTrackingResource
 
-from .conftest import PROJECT_ROOT, cpu_resources
+from .conftest import PROJECT_ROOT, cpu_resources, materialize_partition
 
 PARTITION = "demo_cinc2021"
 TINY_TRAINING = {"ops": {"trained_model": {"config": {"epochs": 2, "batch_size": 16, "base_channels": 8}}}}
@@ -48,15 +47,14 @@ def test_with_tracking_off_the_pipeline_never_imports_mlflow(tmp_path):
     script = textwrap.dedent(
         f"""
         import json, sys
-        import dagster as dg
         import ecg_assets.definitions as definitions
         from ecg_assets.defs.assets import ecg_assets
-        from ecg_assets_tests.conftest import cpu_resources
+        from ecg_assets_tests.conftest import cpu_resources, materialize_partition
 
         tracking = definitions.defs.resources["tracking"]  # what the code location uses: from the environment
         resources = {{**cpu_resources({str(tmp_path / "artifacts")!r}), "tracking": tracking}}
         config = {TINY_TRAINING!r}
-        result = dg.materialize(ecg_assets, partition_key={PARTITION!r}, resources=resources, run_config=config)
+        result = materialize_partition(ecg_assets, partition_key={PARTITION!r}, resources=resources, run_config=config)
         loaded = sorted(name for name in sys.modules if name.split(".")[0] == "mlflow")
         print(json.dumps({{"success": result.success, "mlflow_modules": loaded}}))
         """
@@ -134,7 +132,7 @@ def test_a_tracked_run_on_a_real_mlflow_server_holds_params_epochs_test_metrics_
     artifacts = tmp_path / "artifacts"
     tracking = ExperimentTrackingResource(enabled=True, tracking_uri=mlflow_server, experiment_name="ecg_test")
     resources = {**cpu_resources(artifacts), "tracking": tracking}
-    result = dg.materialize(ecg_assets, partition_key=PARTITION, resources=resources, run_config=TINY_TRAINING)
+    result = materialize_partition(ecg_assets, partition_key=PARTITION, resources=resources, run_config=TINY_TRAINING)
     assert result.success
 
     client = MlflowClient(tracking_uri=mlflow_server)
@@ -186,7 +184,7 @@ def test_a_tracked_run_on_a_real_mlflow_server_holds_params_epochs_test_metrics_
     }
 
     # Again, without retraining: the checkpoint's run is reused (not logged twice) and gets the new evaluation.
-    again = dg.materialize(
+    again = materialize_partition(
         [trained_model, asset_defs.test_metrics], partition_key=PARTITION, resources=resources, run_config=TINY_TRAINING
     )
     assert again.success
@@ -197,7 +195,7 @@ def test_a_tracked_run_on_a_real_mlflow_server_holds_params_epochs_test_metrics_
     # Without a URI: a local SQLite store and its artifacts under <artifacts>/mlruns/, none in the working folder.
     local = ExperimentTrackingResource(enabled=True)
     resources = {**cpu_resources(artifacts), "tracking": local}
-    assert dg.materialize(
+    assert materialize_partition(
         [trained_model, asset_defs.test_metrics], partition_key=PARTITION, resources=resources, run_config=TINY_TRAINING
     ).success
     store = MlflowClient(tracking_uri=local.resolved_uri(artifacts))

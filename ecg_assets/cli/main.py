@@ -1,13 +1,15 @@
-"""`ecg-assets`: the two everyday commands, with a persistent Dagster instance set up for you.
+"""`ecg-assets`: the everyday commands, with a persistent Dagster instance set up for you.
 
-    ecg-assets materialize            every asset, every dataset partition (dagster CLI per partition)
-    ecg-assets materialize -p KEY     one partition
-    ecg-assets ui                     dagster dev on http://127.0.0.1:3000
-    ecg-assets partitions             list the dataset partitions
+    ecg-assets materialize            the whole chain for every dataset present (one ecg_pipeline run each)
+    ecg-assets materialize -p KEY     one partition (repeatable); --select limits the assets, --config-json
+                                      gives run config, --job retrain_and_evaluate runs that job instead
+    ecg-assets ui                     dagster dev -w workspace.yaml on http://127.0.0.1:3000
+    ecg-assets partitions             register the datasets present and list every dataset partition
     ecg-assets summary [-p KEY]       what each partition holds: records, splits, model, test F1, paths
 
 `DAGSTER_HOME` defaults to `./.dagster_home` (created with the project's dagster.yaml), so
-runs launched here are visible in the UI afterwards.
+runs launched here are visible in the UI afterwards, under Jobs -> ecg_pipeline of the code
+location `ecg_assets` (the name `workspace.yaml` gives it).
 """
 
 from __future__ import annotations
@@ -21,10 +23,9 @@ from pathlib import Path
 
 from ecg_assets.cli import summary
 from ecg_assets.cli.run_output import run_dagster
+from ecg_assets.cli.runs import PIPELINE_JOB, PROJECT_ROOT, WORKSPACE_FILE
 from ecg_assets.core.settings import ARTIFACTS_DIR_ENV, Settings
 
-DEFINITIONS_MODULE = "ecg_assets.definitions"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INSTANCE_TEMPLATE = PROJECT_ROOT / "dagster.yaml"
 
 
@@ -49,19 +50,24 @@ def _dagster() -> str:
 
 
 def materialize(
-    partitions: list[str], selection: str, env: dict[str, str], verbose: bool = False, config_json: str | None = None
+    partitions: list[str],
+    selection: str,
+    env: dict[str, str],
+    verbose: bool = False,
+    config_json: str | None = None,
+    job_name: str = PIPELINE_JOB,
 ) -> int:
-    """Run `dagster asset materialize` once per partition; returns the number of failed partitions.
+    """One run of `job_name` per partition (`python -m ecg_assets.cli.runs`); returns the number that failed.
 
     Shows the run's own log lines and progress bars (every Dagster event with `verbose`), then the summary
     of what the partitions now hold and the next command to try.
     """
     failed = []
     for partition in partitions:
-        print(f"==> materializing {selection!r} for partition {partition}", flush=True)
-        command = [_dagster(), "asset", "materialize", "--select", selection, "--partition", partition]
-        command += ["--config-json", config_json] if config_json else []
-        if run_dagster([*command, "-m", DEFINITIONS_MODULE], env, verbose) != 0:
+        print(f"==> {job_name} run of {selection!r} for partition {partition}", flush=True)
+        command = [sys.executable, "-m", "ecg_assets.cli.runs", "--partition", partition, "--select", selection]
+        command += ["--job", job_name] + (["--config-json", config_json] if config_json else [])
+        if run_dagster(command, env, verbose) != 0:
             failed.append(partition)
     print(
         f"==> {len(partitions) - len(failed)}/{len(partitions)} partition(s) succeeded"
@@ -73,45 +79,81 @@ def materialize(
     return len(failed)
 
 
+def list_partitions(settings: Settings) -> int:
+    """Register the datasets present, then print every registered partition key (one per line) with its folder."""
+    import dagster as dg
+
+    from ecg_assets.defs.partitions import register_datasets, registered_datasets
+
+    with dg.DagsterInstance.get() as instance:
+        added = register_datasets(instance, settings.dataset_names())
+        keys = registered_datasets(instance)
+    for key in keys:
+        try:
+            folder = settings.dataset_dir(key)
+        except ValueError:
+            print(f"{key}\t(not a valid dataset name: never materializable)")
+            continue
+        demo, present = settings.is_demo_dataset(key), folder.is_dir()
+        note = " (synthetic demo)" if demo else ("" if present else " (no folder here)")
+        print(f"{key}\t{folder}{note}")
+    if added:
+        print(f"registered {len(added)} new partition(s): {', '.join(added)}", file=sys.stderr)
+    return 0
+
+
+def _has_dataset(settings: Settings, key: str) -> bool:
+    """Whether `key` names a demo dataset or an existing dataset folder (and is a valid partition key)."""
+    try:
+        return settings.is_demo_dataset(key) or settings.dataset_dir(key).is_dir()
+    except ValueError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ecg-assets", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("materialize", help="materialize assets for dataset partitions")
-    run.add_argument("-p", "--partition", action="append", help="partition key (repeatable); default: all")
-    run.add_argument("--select", default="*", help="asset selection (default: '*', the whole chain)")
+    run = commands.add_parser("materialize", help=f"run the {PIPELINE_JOB} job for dataset partitions")
+    run.add_argument(
+        "-p", "--partition", action="append", help="partition key (repeatable); default: every dataset present"
+    )
+    run.add_argument("--select", default="*", help="assets of the job to run (default: '*', all of them)")
+    run.add_argument("--job", default=PIPELINE_JOB, help="ecg_pipeline (default) or retrain_and_evaluate")
     run.add_argument("--config-json", help="run configuration, as for `dagster asset materialize --config-json`")
     run.add_argument("-v", "--verbose", action="store_true", help="show every Dagster event and warning")
-    ui = commands.add_parser("ui", help="start dagster dev bound to 127.0.0.1")
+    ui = commands.add_parser("ui", help="start dagster dev (-w workspace.yaml) bound to 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
-    commands.add_parser("partitions", help="list dataset partitions")
+    commands.add_parser("partitions", help="register the datasets present; list every dataset partition")
     report = commands.add_parser("summary", help="what each partition holds, read from the artifacts")
     report.add_argument("-p", "--partition", action="append", help="partition key (repeatable); default: all")
     args = parser.parse_args(argv)
 
     env = prepare_environment(dict(os.environ))
     settings = Settings.from_env(env)
-    if args.command == "partitions":
-        print("\n".join(settings.dataset_names()))
-        return 0
     if args.command == "summary":
         print(summary.summarize(settings, args.partition))
         return 0
     if args.command == "ui":
-        command = [_dagster(), "dev", "-h", "127.0.0.1", "-p", str(args.port), "-m", DEFINITIONS_MODULE]
+        command = [_dagster(), "dev", "-h", "127.0.0.1", "-p", str(args.port), "-w", str(WORKSPACE_FILE)]
         return subprocess.run(command, env=env).returncode
+    if args.command == "partitions":
+        os.environ.update(env)  # the instance is DAGSTER_HOME's
+        return list_partitions(settings)
     partitions = args.partition or settings.dataset_names()
     if not partitions:
         print("no dataset partitions found", file=sys.stderr)
         return 1
-    unknown = sorted(set(partitions) - set(settings.dataset_names()))
-    if unknown:
+    invalid = [key for key in partitions if not _has_dataset(settings, key)]
+    if invalid:
         print(
-            f"unknown partition(s): {', '.join(unknown)}; known: {', '.join(settings.dataset_names())}", file=sys.stderr
+            f"no dataset folder for partition(s) {', '.join(invalid)} under {settings.datasets_root}; "
+            f"present: {', '.join(settings.dataset_names()) or 'none'}",
+            file=sys.stderr,
         )
         return 2
-    return 1 if materialize(partitions, args.select, env, args.verbose, args.config_json) else 0
+    return 1 if materialize(partitions, args.select, env, args.verbose, args.config_json, args.job) else 0
 
 
 if __name__ == "__main__":

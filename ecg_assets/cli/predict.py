@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, type=Path, help="a best.pth / latest.pth of this pipeline")
     parser.add_argument("--input", required=True, type=Path, help="a dataset folder in any supported format")
     parser.add_argument("--output", required=True, type=Path, help="the predictions CSV to write")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="cpu (default), cuda or auto")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(
         "--sha256", help="refuse the checkpoint unless its SHA-256 is this (trained_model's checkpoint_sha256)"

@@ -19,10 +19,10 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ecg_assets.core.atomic_io import atomic_write_text
 from ecg_assets.core.datasets import scan_dataset
+from ecg_assets.core.devices import resolve_device
 from ecg_assets.core.labels import LABELS
 from ecg_assets.core.preprocessing import RecordPreparer, failure_reason, mask_string
 from ecg_assets.core.scoring import ScoringModel, load_scoring_model, score_positions
@@ -63,7 +63,7 @@ def predict_folder(
     `datasets.DATASET_ERRORS`, with the reason. `progress(stage, done, total)` is called as records are read
     (`reading`) and scored (`scoring`).
     """
-    settings = DeviceSettings(device=torch.device(device))
+    settings = resolve_device(device, setting_hint="--device")
     loaded = load_model(model_path, settings.device, expected_sha256)
     dataset_format, scan = scan_dataset(input_dir)
     failures = list(scan.problems)

@@ -543,6 +543,11 @@ def write_failures(path: Path, failures: list[tuple[str, str]]) -> None:
     atomic_write_text(path, pd.DataFrame(failures, columns=["record_id", "reason"]).to_csv(index=False))
 
 
+def read_failures(store_dir: Path) -> pd.DataFrame:
+    """The `failures.csv` of a store folder (`record_id`, `reason`), as `write_failures` wrote it."""
+    return pd.read_csv(store_dir / FAILURES_FILE, dtype=str, keep_default_na=False)
+
+
 def write_label_exports(directory: Path, store: RecordStore) -> None:
     """The notebook-compatible exports: `label_map.json` and `labels.npy` (store order)."""
     atomic_write_json(directory / LABEL_MAP_FILE, {label: index for index, label in enumerate(LABELS)})

@@ -10,7 +10,6 @@ import pandas as pd
 from pydantic import Field
 
 from ecg_assets.core import evaluation, versioning
-from ecg_assets.core.atomic_io import read_json
 from ecg_assets.core.checkpoints import CheckpointError
 from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.demo import MARKER_FILE
@@ -26,10 +25,11 @@ from ecg_assets.core.preprocessing import (
 )
 from ecg_assets.core.splits import SPLIT_NAMES, SplitConfig, assign_splits, read_splits, strat_folds_for, write_splits
 from ecg_assets.core.store import RecordStore
-from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig
+from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig, read_training_log
 from ecg_assets.defs.metadata import (
     counts_table,
     example_waveforms,
+    human_size,
     markdown_table,
     png_markdown,
     reasons_table,
@@ -56,8 +56,10 @@ GPU_OP_TAGS = {
 
 
 def _dataset_note(paths: EcgPathsResource, dataset: str) -> str:
-    folder = paths.dataset_dir(dataset)
-    if (folder / MARKER_FILE).is_file():
+    """Where the partition's recordings come from; SYNTHETIC for the generated demo, so every number says so."""
+    settings = paths.settings()
+    folder = settings.dataset_dir(dataset)
+    if settings.is_demo_dataset(dataset) or (folder / MARKER_FILE).is_file():
         return f"SYNTHETIC demo data (generated, not patient recordings) at {folder}"
     return str(folder)
 
@@ -175,12 +177,13 @@ def processed_records(
             "original_seconds": dg.MetadataValue.json(_summary(report.original_seconds)),
             "label_counts": counts_table(record_store.index["label"].value_counts().to_dict(), "label"),
             "example_waveforms": example_waveforms(
-                record_store, config.target_fs, artifacts.figures / "example_waveforms.png"
+                record_store, config.target_fs, artifacts.figures / "example_waveforms.png", dataset=dataset
             ),
             "recording_distributions": recording_distributions(
-                record_store, artifacts.figures / "recording_distributions.png"
+                record_store, artifacts.figures / "recording_distributions.png", dataset=dataset
             ),
             "store_bytes": record_store.nbytes(),
+            "store_size": human_size(record_store.nbytes()),
             "store_disk_bytes": record_store.disk_bytes(),
             "records_with_long_window": int((record_store.window_samples > 0).sum()),
             "store_generation": record_store.generation,
@@ -195,14 +198,15 @@ def processed_records(
 @dg.asset(
     partitions_def=dataset_partitions,
     group_name=GROUP,
-    deps=[processed_records],
+    deps=[processed_records, label_mapping],  # label_mapping.csv: PTB-XL strat_fold
     kinds={"python", "json"},
     code_version=versioning.code_version(versioning.SPLITS_CODE),
     description="Train/validation/test split of the processed records: PTB-XL strat_fold when present, else "
     "80/10/10 stratified by label with each patient in one split; reproducible from a seed.",
 )
 def splits(context: dg.AssetExecutionContext, config: SplitsConfig, paths: EcgPathsResource) -> dg.MaterializeResult:
-    artifacts = paths.artifacts(context.partition_key)
+    dataset = context.partition_key
+    artifacts = paths.artifacts(dataset)
     with partition_step(context, artifacts, paths.pipeline_log):
         index = RecordStore(artifacts.processed).index
         if index.empty:
@@ -222,6 +226,7 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, paths: EcgPa
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": sum(len(split[name]) for name in SPLIT_NAMES),
+            "dataset": _dataset_note(paths, dataset),
             **{f"{name}_records": len(split[name]) for name in SPLIT_NAMES},
             "method": result.method,
             "notes": "\n".join(result.notes) or "none",
@@ -252,7 +257,8 @@ def trained_model(
     pipes_subprocess_client: dg.PipesSubprocessClient,
     tracking: ExperimentTrackingResource,
 ) -> dg.MaterializeResult:
-    artifacts = paths.artifacts(context.partition_key)
+    dataset = context.partition_key
+    artifacts = paths.artifacts(dataset)
     with partition_step(context, artifacts, paths.pipeline_log):
         device, processes = gpu.device_settings(), gpu.process_count()
         if processes > 1:
@@ -270,9 +276,9 @@ def trained_model(
                 artifacts.training_log,
             )
             metadata = {**result.summary(device), "checkpoint": dg.MetadataValue.path(str(result.best_checkpoint))}
-        best_f1 = _best_validation_f1(read_json(artifacts.training_log))
+        best_f1 = _best_validation_f1(read_training_log(artifacts.training_log))
         logger.info(f"Training complete! Best validation F1: {best_f1:.4f}, checkpoints saved to: {artifacts.models}")
-    log = read_json(artifacts.training_log)
+    log = read_training_log(artifacts.training_log)
     if log.get("members"):
         members = pd.DataFrame([{key: member[key] for key in MEMBER_COLUMNS} for member in log["members"]]).round(4)
         metadata["ensemble_members"] = markdown_table(members)
@@ -284,8 +290,11 @@ def trained_model(
         )
     return dg.MaterializeResult(
         metadata={
+            "dataset": _dataset_note(paths, dataset),
             **metadata,
-            "training_history": training_history(training_histories(log), artifacts.figures / "training_history.png"),
+            "training_history": training_history(
+                training_histories(log), artifacts.figures / "training_history.png", dataset=dataset
+            ),
             "training_log": dg.MetadataValue.path(str(artifacts.training_log)),
             **tracking.log_training(context, artifacts),
         }
@@ -307,7 +316,8 @@ def test_metrics(
     gpu: TorchDeviceResource,
     tracking: ExperimentTrackingResource,
 ) -> dg.MaterializeResult:
-    artifacts = paths.artifacts(context.partition_key)
+    dataset = context.partition_key
+    artifacts = paths.artifacts(dataset)
     with partition_step(context, artifacts, paths.pipeline_log):
         outputs = evaluation.evaluate_checkpoint(
             RecordStore(artifacts.processed),
@@ -317,19 +327,23 @@ def test_metrics(
             artifacts.test_metrics,
             artifacts.figures,
             expected_sha256=_recorded_checkpoint_sha256(context),
+            training_log=artifacts.training_log,  # every epoch, not the checkpoint's history up to the best one
+            dataset=dataset,
         )
         logger.info(
             f"Evaluation complete! Metrics saved to: {outputs.metrics_file}, F1 plot saved to: {outputs.f1_plot}"
         )
     result = outputs.metrics
     intervals = result["intervals"]
-    per_class = pd.DataFrame(result["per_class"]).T.rename_axis("class").reset_index()
+    per_class = pd.DataFrame(result["per_class"]).T.rename_axis("class").reset_index().round(3)
+    per_class["support"] = per_class["support"].astype(int)  # a count of records, not a float
     per_class["f1_95ci"] = [
         format_interval(f1, intervals["per_class"][name]) for name, f1 in zip(per_class["class"], per_class["f1"])
     ]
     averages = ("macro_f1", "micro_f1", "weighted_f1", "accuracy")
     return dg.MaterializeResult(
         metadata={
+            "dataset": _dataset_note(paths, dataset),
             **{key: round(result[key], 4) for key in averages},
             "estimate": dg.MetadataValue.md(
                 "\n".join(f"- {key}: {format_interval(result[key], intervals[key])}" for key in averages)
@@ -339,7 +353,7 @@ def test_metrics(
             **{f"{key}_95ci": dg.MetadataValue.json(intervals[key]) for key in averages},
             "majority_class_macro_f1": round(result["majority_class_macro_f1"], 4),
             "test_records": result["n_samples"],
-            "per_class": markdown_table(per_class.round(3)),
+            "per_class": markdown_table(per_class),
             "classification_report": dg.MetadataValue.md(f"```\n{result['classification_report']}\n```"),
             "confusion_matrix": png_markdown(outputs.pngs["confusion"], "confusion matrix"),
             "f1_scores": png_markdown(outputs.pngs["f1"], "test F1 per class"),
