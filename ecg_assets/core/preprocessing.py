@@ -34,6 +34,7 @@ from ecg_assets.core.labels import LABEL_TO_INDEX, LABELS
 from ecg_assets.core.paths import OutsideFolderError, is_inside
 from ecg_assets.core.records import RecordEntry, Recording, RecordReadError, duplicate_reason
 from ecg_assets.core.signal import LEAD_ORDER, PreprocessConfig, preprocess_leads, preprocess_spans
+from ecg_assets.core.signal_fingerprint import signal_fingerprint
 from ecg_assets.core.store import SIGNAL_DTYPE, RecordStore, RecordStoreWriter
 from ecg_assets.core.versioning import PROCESSING_CODE, code_version
 
@@ -45,7 +46,7 @@ LABELS_FILE = "labels.npy"
 # Below this many records to process, a pool costs more than it saves.
 MIN_RECORDS_FOR_POOL = 64
 # Index columns computed from the signal files (kept when a record is reused).
-SIGNAL_COLUMNS = ("original_fs", "original_samples", "lead_mask", "flat_mask", "warnings")
+SIGNAL_COLUMNS = ("original_fs", "original_samples", "lead_mask", "flat_mask", "warnings", "signal_fingerprint")
 
 
 class RecordProcessingConfig(PreprocessConfig):
@@ -487,6 +488,7 @@ def _store_outcome(
             lead_mask=mask_string(prepared.lead_mask),
             flat_mask=mask_string(prepared.flat_mask),
             warnings="\n".join(warnings),
+            signal_fingerprint=signal_fingerprint(prepared.rows, prepared.lead_mask, prepared.flat_mask),
         )
         writer.append(prepared.rows, index_row, prepared.window, lead_mask=prepared.lead_mask)
         report.reprocessed += 1

@@ -59,6 +59,7 @@ TEXT_COLUMNS = (
     "content_hash",
     "file_signature",
     "warnings",
+    "signal_fingerprint",
 )
 
 
