@@ -21,32 +21,40 @@ import torch
 from pydantic import ValidationError
 
 from ecg_assets.core.atomic_io import atomic_write_text
-from ecg_assets.core.checkpoints import CheckpointError, load_checkpoint
+from ecg_assets.core.checkpoints import CheckpointError
 from ecg_assets.core.datasets import detect_format
+from ecg_assets.core.evaluation import ScoringModel, load_scoring_model, score_records
 from ecg_assets.core.labels import LABELS
-from ecg_assets.core.model import build_model
 from ecg_assets.core.preprocessing import RecordPreparer, RecordProcessingConfig, failure_reason, mask_string
 from ecg_assets.core.signal import LEAD_ORDER
 from ecg_assets.core.store import RecordStoreWriter
-from ecg_assets.core.training import DeviceSettings, TrainingConfig, inference_batches, predict_probabilities
+from ecg_assets.core.training import DeviceSettings, TrainingConfig
 
 logger = logging.getLogger(__name__)
-
-REQUIRED_KEYS = ("model_state", "model_config", "training_config", "preprocess", "classes", "class_mask")
 
 
 @dataclass
 class LoadedModel:
-    """A checkpoint ready to score: the model, its classes and the settings it was trained with."""
+    """A checkpoint ready to score new recordings: the scoring model and the preprocessing it was trained with."""
 
-    model: torch.nn.Module
-    class_mask: torch.Tensor
+    scoring: ScoringModel
     preprocess: RecordProcessingConfig
-    training: TrainingConfig
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.scoring.model
+
+    @property
+    def class_mask(self) -> torch.Tensor:
+        return self.scoring.class_mask
+
+    @property
+    def training(self) -> TrainingConfig:
+        return self.scoring.training
 
     @property
     def class_names(self) -> list[str]:
-        return [label for label, present in zip(LABELS, self.class_mask.tolist()) if present]
+        return [LABELS[index] for index in self.scoring.model_classes]
 
 
 @dataclass
@@ -59,21 +67,12 @@ class PredictionReport:
 def load_model(path: Path, device: torch.device, expected_sha256: str | None = None) -> LoadedModel:
     """Load a checkpoint (`weights_only`), refusing one this code cannot use (or whose SHA-256 differs from
     `expected_sha256`, when given), with the reason."""
-    checkpoint = load_checkpoint(path, map_location=device, expected_sha256=expected_sha256)
-    missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
-    if missing:
-        raise CheckpointError(f"{path} lacks {', '.join(missing)}: not a model checkpoint of this pipeline")
-    if list(checkpoint["classes"]) != list(LABELS):
-        raise CheckpointError(f"{path} predicts classes {checkpoint['classes']}, this code knows {list(LABELS)}")
+    scoring = load_scoring_model(path, device, expected_sha256)
     try:
-        preprocess = RecordProcessingConfig.model_validate(checkpoint["preprocess"] or {})
-        training = TrainingConfig.model_validate(checkpoint["training_config"])
-        model = build_model(checkpoint["model_config"]).to(device)
-        model.load_state_dict(checkpoint["model_state"])
-    except (ValidationError, RuntimeError, TypeError, ValueError) as error:
+        preprocess = RecordProcessingConfig.model_validate(scoring.checkpoint["preprocess"] or {})
+    except ValidationError as error:
         raise CheckpointError(f"{path} does not match this code's model or settings: {error}") from error
-    model.eval()
-    return LoadedModel(model, torch.as_tensor(checkpoint["class_mask"], device=device), preprocess, training)
+    return LoadedModel(scoring, preprocess)
 
 
 def predict_folder(
@@ -109,10 +108,9 @@ def predict_folder(
                 row = {"record_id": entry.record_id, "label_index": -1, "lead_mask": mask_string(prepared.lead_mask)}
                 writer.append(prepared.signal, row, prepared.window)
             store = writer.commit(metadata={"preprocess": config.model_dump()})
-        positions = np.arange(len(store))
         labels = np.zeros(len(store), dtype=np.int64)
-        batches = inference_batches(store, positions, labels, batch_size, loaded.training)
-        probabilities, _, _ = predict_probabilities(loaded.model, batches, settings, loaded.class_mask)
+        scored = score_records(loaded.scoring, store, np.arange(len(store)), settings, batch_size, labels=labels)
+        probabilities = scored.probabilities
         record_ids = store.index["record_id"].tolist() if len(store) else []
     for record_id, reason in failures:
         logger.warning("not scored: %s: %s", record_id, reason)
