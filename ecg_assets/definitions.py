@@ -7,6 +7,7 @@ from ecg_assets.defs.assets import ecg_assets
 from ecg_assets.defs.automation import ecg_schedules, ecg_sensors
 from ecg_assets.defs.checks import ecg_checks
 from ecg_assets.defs.jobs import ecg_jobs, ecg_pipeline_job, retrain_job
+from ecg_assets.defs.pooled import pooled_assets, pooled_checks
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 
 __all__ = ["build_definitions", "defs", "ecg_pipeline_job", "retrain_job", "step_executor"]
@@ -23,8 +24,8 @@ step_executor = dg.multiprocess_executor.configured(
 def build_definitions(executor: dg.ExecutorDefinition) -> dg.Definitions:
     """Every asset, check, job, schedule, sensor and resource, run by `executor`."""
     return dg.Definitions(
-        assets=ecg_assets,
-        asset_checks=ecg_checks,
+        assets=[*ecg_assets, *pooled_assets],
+        asset_checks=[*ecg_checks, *pooled_checks],
         jobs=ecg_jobs,
         schedules=ecg_schedules,
         sensors=ecg_sensors,

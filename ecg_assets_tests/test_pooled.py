@@ -1,0 +1,185 @@
+"""One model across datasets: the pooled store view, class masking, mixing, lead dropout and the matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ecg_assets.core.checkpoints import save_checkpoint
+from ecg_assets.core.data import drop_leads
+from ecg_assets.core.duplicates import DuplicatePair, DuplicateReport, RecordRef
+from ecg_assets.core.generalisation import ModelSource, HeldOutSplit, build_matrix, lead_set_scores
+from ecg_assets.core.evaluation import load_scoring_model, score_records
+from ecg_assets.core.labels import LABEL_TO_INDEX, LABELS
+from ecg_assets.core.model import ECGResNet1D
+from ecg_assets.core.pooled import PooledStore, PooledStoreSpec, mixing_shares
+from ecg_assets.core.store import RecordStoreWriter
+from ecg_assets.core.training import DeviceSettings, TrainingConfig, _Trainer
+
+CPU = DeviceSettings(device=torch.device("cpu"))
+TINY = dict(epochs=1, batch_size=8, base_channels=4, log_every_batches=1)
+
+
+def _store(folder, labels, leads, length=1000, windows=0, seed=0):
+    """A small store: records of `labels` holding leads `leads`, some with a longer window."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(12, dtype=bool)
+    mask[list(leads)] = True
+    writer = RecordStoreWriter(folder, (12, length))
+    for number, label in enumerate(labels):
+        rows = rng.normal(size=(len(leads), length)).astype(np.float16)
+        window = rng.normal(size=(len(leads), 3 * length)).astype(np.float16) if number < windows else None
+        row = {
+            "record_id": f"{folder.name}{number}",
+            "label": label,
+            "label_index": LABEL_TO_INDEX[label],
+            "lead_mask": "".join("1" if present else "0" for present in mask),
+        }
+        writer.append(rows, row, window, lead_mask=mask)
+    return writer.commit(metadata={"preprocess": {"target_fs": 500.0}, "content_fingerprint": folder.name})
+
+
+@pytest.fixture
+def two_stores(tmp_path):
+    """A single-lead dataset that says AF/NORM/OTHER and a 12-lead one that uses every class."""
+    single = _store(tmp_path / "single", ["AF", "NORM", "OTHER"] * 6, [0], windows=4)
+    twelve = _store(tmp_path / "twelve", list(LABELS) * 4, range(12), seed=1)
+    return {"single": single, "twelve": twelve}
+
+
+def test_pooled_store_reads_each_member_in_place(two_stores):
+    pooled = PooledStore(two_stores)
+    single, twelve = two_stores["single"], two_stores["twelve"]
+    assert len(pooled) == len(single) + len(twelve)
+    assert pooled.positions("twelve", [0, 3]) == [len(single), len(single) + 3]
+    mixed = [2, len(single) + 5, 0, len(single)]
+    expected = np.stack([single.signal(2), twelve.signal(5), single.signal(0), twelve.signal(0)])
+    assert np.array_equal(pooled.signals(mixed), expected)
+    assert np.array_equal(pooled.window_crops([1, 3], [100, 0], 500), single.window_crops([1, 3], [100, 0], 500))
+    assert pooled.window_samples.tolist() == [*single.window_samples, *twelve.window_samples]
+    assert pooled.lead_masks[: len(single)].sum(axis=1).tolist() == [1] * len(single)
+    assert pooled.index["dataset"].tolist() == ["single"] * len(single) + ["twelve"] * len(twelve)
+    rebuilt = PooledStore.from_spec(PooledStoreSpec.model_validate_json(pooled.spec().model_dump_json()))
+    assert rebuilt.metadata["content_fingerprint"] == pooled.metadata["content_fingerprint"]
+    reordered = PooledStore({"twelve": twelve, "single": single})
+    assert reordered.metadata["content_fingerprint"] != pooled.metadata["content_fingerprint"]
+
+
+def test_mixing_gives_each_dataset_its_share_of_the_draws(two_stores):
+    train = {"single": 18, "twelve": 20}
+    assert mixing_shares(train, "proportional", 1000) is None
+    assert mixing_shares(train, "capped", 10) == {"single": 10.0, "twelve": 10.0}
+    pooled = PooledStore(two_stores, dataset_shares=mixing_shares(train, "equal", 1000))
+    positions = np.arange(len(pooled))
+    weights = pooled.mixing_weights(positions)
+    single = positions < len(two_stores["single"])
+    assert weights[single].sum() == pytest.approx(weights[~single].sum())  # equal shares, any sizes
+
+
+def test_a_class_a_dataset_never_labels_is_never_counted_as_its_error(two_stores):
+    """A network that puts all its mass on BBB: for CinC-2017-like records (which cannot say BBB) the
+    masked loss ignores it; unmasked, it is the largest error of the batch."""
+    vocabularies = {"single": ["AF", "NORM", "OTHER"], "twelve": list(LABELS)}
+    single = list(range(len(two_stores["single"])))
+    losses = {}
+    for masked in (True, False):
+        pooled = PooledStore(two_stores, vocabularies if masked else None)
+        splits = {"train": list(range(len(pooled))), "val": [0, 1], "test": []}  # BBB is a training class
+        trainer = _Trainer(pooled, splits, TrainingConfig(**TINY), CPU)
+        with torch.no_grad():
+            trainer.model.head[-1].bias.fill_(0.0)
+            trainer.model.head[-1].bias[LABEL_TO_INDEX["BBB"]] = 30.0
+        targets = torch.from_numpy(trainer.train_batches.labels[single])
+        losses[masked] = trainer.train_step(torch.from_numpy(pooled.signals(single)), targets, step=1, last=True)
+    assert losses[False] > 20  # BBB counted against every AF/NORM/OTHER record
+    assert losses[True] < 5  # ... and not at all with the dataset's vocabulary
+
+
+def test_lead_dropout_keeps_at_least_one_present_lead_and_never_invents_one():
+    generator = torch.Generator().manual_seed(0)
+    signals = torch.randn(400, 12, 50)
+    signals[:200, 1:] = 0.0  # single-lead records
+    signals[200:, 3] = 0.0  # a lead these records lack
+    present = signals.ne(0).any(dim=-1)
+    dropped = drop_leads(signals.clone(), 1.0, generator)
+    kept = dropped.ne(0).any(dim=-1)
+    assert (kept.sum(dim=1) >= 1).all() and not (kept & ~present).any()
+    assert torch.equal(dropped[:200], signals[:200])  # nothing to drop from a single lead
+    counts = kept[200:].sum(dim=1)
+    assert (counts < 11).all() and (counts == 1).sum() > 40  # every record dropped; single leads are common
+    untouched = drop_leads(signals.clone(), 0.0, generator)
+    assert torch.equal(untouched, signals)
+
+
+def _checkpoint(path, classes, seed=0):
+    """An untrained tiny model saved as a pipeline checkpoint knowing `classes`."""
+    torch.manual_seed(seed)
+    config = TrainingConfig(**TINY)
+    model = ECGResNet1D(config.architecture())
+    save_checkpoint(
+        path,
+        {
+            "epoch": 1,
+            "model_state": model.state_dict(),
+            "model_config": config.architecture().model_dump(),
+            "training_config": config.model_dump(),
+            "preprocess": {},
+            "classes": list(LABELS),
+            "class_mask": [label in classes for label in LABELS],
+            "history": [],
+        },
+    )
+    return path
+
+
+def test_matrix_scores_every_model_on_every_test_split_with_gaps_and_leaks(two_stores, tmp_path):
+    single, twelve = two_stores["single"], two_stores["twelve"]
+    leaked = RecordRef("twelve", 2, twelve.index["record_id"][2])
+    twin = RecordRef("single", 0, single.index["record_id"][0])
+    report = DuplicateReport([DuplicatePair(twin, leaked, 1.0, 1)], 2, 1, 0, 0.0)
+    models = [
+        ModelSource("single", _checkpoint(tmp_path / "s.pth", ["AF", "NORM", "OTHER"]), trained_on=frozenset({twin})),
+        ModelSource("twelve", None, gap="trained_model not materialized in this Dagster instance"),
+        ModelSource("pooled", _checkpoint(tmp_path / "pooled.pth", list(LABELS), seed=1)),
+    ]
+    test_sets = [
+        HeldOutSplit("single", single, list(range(6))),
+        HeldOutSplit("twelve", twelve, list(range(10))),
+        HeldOutSplit("x", None, gap="no splits.json on disk"),
+    ]
+    matrix = build_matrix(models, test_sets, report, CPU)
+    assert len(matrix.cells) == 9
+    gaps = {(cell.model, cell.test_set): cell.gap for cell in matrix.cells if cell.status == "gap"}
+    assert set(gaps) == {("twelve", "single"), ("twelve", "twelve"), ("twelve", "x"), ("single", "x"), ("pooled", "x")}
+    cell = matrix.cell("single", "twelve")
+    assert cell.records == 10 and cell.classes == ["AF", "NORM", "OTHER"]  # classes known to both
+    assert cell.leaked_records == 1 and cell.leaked_record_ids == [leaked.record_id]
+    assert cell.ci_low <= cell.macro_f1 <= cell.ci_high
+    pooled_on_single = matrix.cell("pooled", "single")
+    assert set(pooled_on_single.per_class) <= {"AF", "NORM", "OTHER"} and pooled_on_single.leaked_records == 0
+    table = matrix.table()
+    assert len(table) == 9 and {"f1_MI", "ci_low", "leaked_records"} <= set(table.columns)
+
+
+def test_lead_sets_score_twelve_lead_records_on_fewer_leads(two_stores, tmp_path):
+    scoring = load_scoring_model(_checkpoint(tmp_path / "m.pth", list(LABELS)), torch.device("cpu"))
+    table = lead_set_scores(scoring, [HeldOutSplit("twelve", two_stores["twelve"], list(range(20)))], CPU)
+    assert table["lead_set"].tolist() == [
+        "as recorded", "all 12 leads", "limb leads", "I + II", "lead I only", "lead II only"
+    ]
+    assert (table["records"] == 20).all()
+    scores = dict(zip(table["lead_set"], table["macro_f1"]))
+    assert scores["as recorded"] == scores["all 12 leads"]
+    # scoring on lead I only is scoring the records with every other lead zeroed
+    store = two_stores["twelve"]
+    lead_one = score_records(scoring, store, range(20), CPU, leads=[0]).probabilities
+    every_lead = score_records(scoring, store, range(20), CPU).probabilities
+    copy_dir = tmp_path / "lead_i"
+    writer = RecordStoreWriter(copy_dir, store.row_shape)
+    for position in range(20):
+        signal = store.signal(position)
+        signal[1:] = 0.0
+        writer.append(signal, store.index.iloc[position].to_dict())
+    zeroed = score_records(scoring, writer.commit(metadata=store.metadata), range(20), CPU).probabilities
+    assert np.allclose(lead_one, zeroed) and not np.allclose(lead_one, every_lead)
