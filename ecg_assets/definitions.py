@@ -7,7 +7,7 @@ from ecg_assets.defs.assets import ecg_assets
 from ecg_assets.defs.automation import ecg_schedules, ecg_sensors
 from ecg_assets.defs.checks import ecg_checks
 from ecg_assets.defs.jobs import ecg_jobs, ecg_pipeline_job, retrain_job
-from ecg_assets.defs.pooled import pooled_assets, pooled_checks
+from ecg_assets.defs.pooled import pooled_assets, pooled_checks, pooled_jobs
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 
 __all__ = ["build_definitions", "defs", "ecg_pipeline_job", "retrain_job", "step_executor"]
@@ -26,7 +26,7 @@ def build_definitions(executor: dg.ExecutorDefinition) -> dg.Definitions:
     return dg.Definitions(
         assets=[*ecg_assets, *pooled_assets],
         asset_checks=[*ecg_checks, *pooled_checks],
-        jobs=ecg_jobs,
+        jobs=[*ecg_jobs, *pooled_jobs],
         schedules=ecg_schedules,
         sensors=ecg_sensors,
         executor=executor,

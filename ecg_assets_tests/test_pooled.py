@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -9,13 +12,15 @@ import torch
 from ecg_assets.core.checkpoints import save_checkpoint
 from ecg_assets.core.data import drop_leads
 from ecg_assets.core.duplicates import DuplicatePair, DuplicateReport, RecordRef
-from ecg_assets.core.generalisation import ModelSource, HeldOutSplit, build_matrix, lead_set_scores
 from ecg_assets.core.evaluation import load_scoring_model, score_records
+from ecg_assets.core.generalisation import HeldOutSplit, ModelSource, build_matrix, lead_set_scores
 from ecg_assets.core.labels import LABEL_TO_INDEX, LABELS
 from ecg_assets.core.model import ECGResNet1D
 from ecg_assets.core.pooled import PooledStore, PooledStoreSpec, mixing_shares
 from ecg_assets.core.store import RecordStoreWriter
 from ecg_assets.core.training import DeviceSettings, TrainingConfig, _Trainer
+
+from .conftest import write_wfdb_record
 
 CPU = DeviceSettings(device=torch.device("cpu"))
 TINY = dict(epochs=1, batch_size=8, base_channels=4, log_every_batches=1)
@@ -183,3 +188,140 @@ def test_lead_sets_score_twelve_lead_records_on_fewer_leads(two_stores, tmp_path
         writer.append(signal, store.index.iloc[position].to_dict())
     zeroed = score_records(scoring, writer.commit(metadata=store.metadata), range(20), CPU).probabilities
     assert np.allclose(lead_one, zeroed) and not np.allclose(lead_one, every_lead)
+
+
+# --- the assets, end to end on the embedded demo ------------------------------------------------------
+
+
+def test_pooled_model_and_matrix_depend_on_every_dataset_partition():
+    import dagster as dg
+
+    from ecg_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    edges = {
+        ("pooled_model", "splits"),
+        ("generalisation_matrix", "splits"),
+        ("generalisation_matrix", "trained_model"),
+    }
+    for child, parent in edges:
+        assert not graph.get(dg.AssetKey(child)).is_partitioned
+        mapping = graph.get_partition_mapping(dg.AssetKey(child), dg.AssetKey(parent))
+        assert isinstance(mapping, dg.AllPartitionMapping), (child, parent, mapping)
+    assert defs.resolve_job_def("pooled_and_matrix").asset_layer.executable_asset_keys == {
+        dg.AssetKey("pooled_model"),
+        dg.AssetKey("generalisation_matrix"),
+    }
+
+
+DEMO = ("demo_cinc2017", "demo_cinc2021")
+PLANTED = 3  # demo_cinc2017 test records copied into demo_cinc2021
+TINY_RUN = {"epochs": 2, "batch_size": 16, "base_channels": 8}
+CINC2017_DX = {"N": "426783006", "A": "164889003", "O": "427084000"}
+
+
+def _plant_copies(data_dir, artifacts_dir, instance):
+    """demo_cinc2017's chain first; then copies of some of its test records, repackaged as CinC 2021
+    records (WFDB .dat, gain 200 instead of MAT v4 gain 1000), join demo_cinc2021's folder."""
+    import scipy.io
+
+    _chain(DEMO[0], data_dir, artifacts_dir, instance)
+    cinc2017 = data_dir / DEMO[0]
+    test_ids = json.loads((artifacts_dir / DEMO[0] / "processed" / "splits.json").read_text())["record_ids"]["test"]
+    codes = dict(line.split(",") for line in (cinc2017 / "REFERENCE.csv").read_text().split())
+    planted = {}
+    for number, record_id in enumerate(record for record in test_ids if codes[record] in CINC2017_DX):
+        if number == PLANTED:
+            break
+        signal_mv = scipy.io.loadmat(cinc2017 / f"{record_id}.mat")["val"] / 1000.0
+        name = f"P{number:04d}"
+        comments = [f"Dx: {CINC2017_DX[codes[record_id]]}"]
+        write_wfdb_record(data_dir / DEMO[1], name, signal_mv, 300, ["I"], comments=comments)
+        planted[name] = record_id
+    return planted
+
+
+def _chain(partition, data_dir, artifacts_dir, instance):
+    import dagster as dg
+
+    from ecg_assets.defs.assets import ecg_assets
+    from ecg_assets.defs.checks import ecg_checks
+    from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
+
+    result = dg.materialize(
+        [*ecg_assets, *ecg_checks],
+        partition_key=partition,
+        resources={
+            "paths": EcgPathsResource(data_dir=str(data_dir), artifacts_dir=str(artifacts_dir)),
+            "gpu": TorchDeviceResource(device="cpu"),
+            "pipes_subprocess_client": dg.PipesSubprocessClient(),
+        },
+        run_config={"ops": {"trained_model": {"config": TINY_RUN}}},
+        instance=instance,
+    )
+    assert result.success
+    return result
+
+
+@pytest.mark.slow
+def test_pooled_model_and_matrix_on_the_demo_keep_a_planted_twin_out_of_training_and_flag_it(demo_root, tmp_path):
+    import dagster as dg
+    import pandas as pd
+
+    from ecg_assets.defs.assets import ecg_assets
+    from ecg_assets.defs.pooled import pooled_assets, pooled_checks
+    from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
+
+    data_dir, artifacts_dir = tmp_path / "data", tmp_path / "artifacts"
+    for name in DEMO:
+        shutil.copytree(demo_root / name, data_dir / name)
+    instance = dg.DagsterInstance.ephemeral()
+    planted = _plant_copies(data_dir, artifacts_dir, instance)
+    assert len(planted) == PLANTED
+    _chain(DEMO[1], data_dir, artifacts_dir, instance)
+
+    result = dg.materialize(
+        [*pooled_assets, *pooled_checks, *ecg_assets],
+        selection=[asset.key for asset in pooled_assets],
+        resources={
+            "paths": EcgPathsResource(data_dir=str(data_dir), artifacts_dir=str(artifacts_dir)),
+            "gpu": TorchDeviceResource(device="cpu"),
+            "pipes_subprocess_client": dg.PipesSubprocessClient(),
+        },
+        run_config={"ops": {"pooled_model": {"config": TINY_RUN}}},
+        instance=instance,
+    )
+    assert result.success
+    checks = {evaluation.check_name: evaluation.passed for evaluation in result.get_asset_check_evaluations()}
+    assert checks == {"pooled_training_has_no_test_twins": True, "matrix_diagonal_matches_test_metrics": True}
+
+    # Where the copies landed in demo_cinc2021's splits, and what the pooled model did with them.
+    splits = json.loads((artifacts_dir / DEMO[1] / "processed" / "splits.json").read_text())["record_ids"]
+    learnt_from = {name for name in planted if name in splits["train"] + splits["val"]}
+    assert learnt_from, "at least one copy must land in demo_cinc2021's train or val split for this test"
+    excluded = pd.read_csv(artifacts_dir / "pooled" / "excluded_records.csv", dtype=str)
+    assert set(excluded["record_id"]) == learnt_from
+    assert all(f"{DEMO[0]}/{planted[name]}" == twin for name, twin in zip(excluded["record_id"], excluded["twin"]))
+    plan = json.loads((artifacts_dir / "pooled" / "plan.json").read_text())
+    pooled_training = set(plan["records"][DEMO[1]]["train"] + plan["records"][DEMO[1]]["val"])
+    assert not learnt_from & pooled_training
+    metadata = result.asset_materializations_for_node("pooled_model")[0].metadata
+    assert metadata["excluded_as_leakage"].value == len(learnt_from)
+    assert metadata["duplicate_pairs_across_datasets"].value == PLANTED
+    assert "lead I only" in metadata["test_f1_by_lead_set"].value
+
+    # The 3 x 2 matrix: demo_cinc2021's own model learnt from the copies, so its cell on demo_cinc2017 is flagged.
+    matrix = json.loads((artifacts_dir / "generalisation" / "matrix.json").read_text())
+    assert matrix["models"] == [*DEMO, "pooled"] and matrix["test_sets"] == list(DEMO)
+    cells = {(cell["model"], cell["test_set"]): cell for cell in matrix["cells"]}
+    assert len(cells) == 6 and all(cell["status"] == "scored" for cell in cells.values())
+    flagged = cells[DEMO[1], DEMO[0]]
+    assert flagged["leaked_records"] == len(learnt_from)
+    assert set(flagged["leaked_record_ids"]) == {planted[name] for name in learnt_from}
+    assert all(cells[key]["leaked_records"] == 0 for key in cells if key != (DEMO[1], DEMO[0]))
+    for dataset in DEMO:
+        test_metrics = json.loads((artifacts_dir / dataset / "test_metrics.json").read_text())
+        assert cells[dataset, dataset]["macro_f1"] == test_metrics["macro_f1"]
+    assert (artifacts_dir / "generalisation" / "matrix.csv").is_file()
+    heatmap = result.asset_materializations_for_node("generalisation_matrix")[0].metadata["heatmap"].value
+    assert "data:image/png;base64,iVBORw0KGgo" in heatmap

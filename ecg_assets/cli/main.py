@@ -1,7 +1,8 @@
 """`ecg-assets`: the two everyday commands, with a persistent Dagster instance set up for you.
 
-    ecg-assets materialize            every asset, every dataset partition (dagster CLI per partition)
-    ecg-assets materialize -p KEY     one partition
+    ecg-assets materialize            every dataset partition's chain (dagster CLI per partition), then
+                                      the pooled model and the generalisation matrix (one run)
+    ecg-assets materialize -p KEY     one partition's chain
     ecg-assets ui                     dagster dev on http://127.0.0.1:3000
     ecg-assets partitions             list the dataset partitions
 
@@ -21,6 +22,9 @@ from pathlib import Path
 from ecg_assets.core.settings import ARTIFACTS_DIR_ENV, Settings
 
 DEFINITIONS_MODULE = "ecg_assets.definitions"
+# One partition's chain. ('*' would also select the unpartitioned assets downstream of every partition.)
+PARTITION_CHAIN = "*test_metrics"
+ACROSS_DATASETS = "pooled_model,generalisation_matrix"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INSTANCE_TEMPLATE = PROJECT_ROOT / "dagster.yaml"
 
@@ -68,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("materialize", help="materialize assets for dataset partitions")
     run.add_argument("-p", "--partition", action="append", help="partition key (repeatable); default: all")
-    run.add_argument("--select", default="*", help="asset selection (default: '*', the whole chain)")
+    run.add_argument(
+        "--select",
+        help=f"asset selection per partition (default: {PARTITION_CHAIN!r}, the whole chain; without -p it is "
+        f"followed by one run of {ACROSS_DATASETS})",
+    )
     ui = commands.add_parser("ui", help="start dagster dev bound to 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     commands.add_parser("partitions", help="list dataset partitions")
@@ -92,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
             f"unknown partition(s): {', '.join(unknown)}; known: {', '.join(settings.dataset_names())}", file=sys.stderr
         )
         return 2
-    return 1 if materialize(partitions, args.select, env) else 0
+    failed = materialize(partitions, args.select or PARTITION_CHAIN, env)
+    if args.select is None and not args.partition:
+        print(f"==> materializing {ACROSS_DATASETS!r} (every dataset)", flush=True)
+        command = [_dagster(), "asset", "materialize", "--select", ACROSS_DATASETS, "-m", DEFINITIONS_MODULE]
+        failed += subprocess.run(command, env=env).returncode != 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -138,8 +138,7 @@ def plot_score_matrix(
     scores = np.asarray(scores, dtype=float)
     rows, columns = scores.shape
     figure, axis = plt.subplots(figsize=(2.3 * columns + 2.5, 1.0 * rows + 1.6))
-    colormap = matplotlib.colormaps["viridis"].copy()
-    colormap.set_bad("lightgrey")
+    colormap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
     image = axis.imshow(np.ma.masked_invalid(scores), cmap=colormap, vmin=0, vmax=1, aspect="auto")
     figure.colorbar(image, ax=axis, label="macro F1", fraction=0.04)
     axis.set(
