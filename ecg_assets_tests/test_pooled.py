@@ -325,3 +325,23 @@ def test_pooled_model_and_matrix_on_the_demo_keep_a_planted_twin_out_of_training
     assert (artifacts_dir / "generalisation" / "matrix.csv").is_file()
     heatmap = result.asset_materializations_for_node("generalisation_matrix")[0].metadata["heatmap"].value
     assert "data:image/png;base64,iVBORw0KGgo" in heatmap
+
+    # python -m ecg_assets.predict with the pooled checkpoint: a 12-lead folder and a single-lead folder.
+    from ecg_assets.predict import main as predict_main
+
+    folders = {"twelve_leads": data_dir / DEMO[1], "lead_i": data_dir / DEMO[0]}
+    for name, source in folders.items():
+        target = tmp_path / name
+        target.mkdir()
+        for path in sorted(path for path in source.iterdir() if path.name.startswith(("Q", "A")))[:8]:
+            shutil.copy(path, target / path.name)
+        if name == "lead_i":
+            references = (source / "REFERENCE.csv").read_text().splitlines()
+            (target / "REFERENCE.csv").write_text("\n".join(references[:8]) + "\n")
+        output = tmp_path / f"{name}.csv"
+        model = artifacts_dir / "pooled" / "models" / "best.pth"
+        assert predict_main(["--model", str(model), "--input", str(target), "--output", str(output)]) == 0
+        predictions = pd.read_csv(output, keep_default_na=False)
+        scored = predictions[predictions["error"] == ""]
+        assert len(scored) >= 3 and set(scored["predicted_label"]) <= set(LABELS)
+        assert {f"p_{label}" for label in LABELS} <= set(predictions.columns)
