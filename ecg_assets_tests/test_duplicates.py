@@ -146,3 +146,35 @@ def test_plan_excludes_twins_of_test_records_and_keeps_other_duplicates_once(twi
     assert training_records_with_test_twins(kept, splits, report).empty
     leaked = training_records_with_test_twins(kept | {ref["b", 0]}, splits, report)
     assert leaked[["dataset", "record_id", "twin"]].values.tolist() == [["b", ids["b"][0], str(ref["a", 0])]]
+
+
+def test_the_blocking_check_fails_when_a_pooled_training_record_has_a_test_twin(twin_stores, tmp_path):
+    from ecg_assets.core.artifacts import PartitionArtifacts, PooledArtifacts
+    from ecg_assets.core.atomic_io import atomic_write_json
+    from ecg_assets.core.splits import SplitConfig, write_splits
+    from ecg_assets.defs.pooled import leakage_check_result
+
+    stores, twins = twin_stores
+    root = tmp_path / "artifacts"
+    ids = {}
+    for name, store in stores.items():
+        shutil.copytree(store.directory, root / name / "processed")
+        ids[name] = store.index["record_id"].tolist()
+    originals = [ids["a"].index(original) for original in twins.values()]
+    splits = {
+        "a": {"train": [p for p in range(len(ids["a"])) if p not in originals], "val": [], "test": originals},
+        "b": {"train": list(range(len(ids["b"]))), "val": [], "test": []},
+    }
+    for name, split in splits.items():
+        write_splits(PartitionArtifacts(root, name).splits, split, ids[name], SplitConfig())
+
+    def check(b_training: list[str]):
+        records = {"a": {"train": [ids["a"][p] for p in splits["a"]["train"]]}, "b": {"train": b_training}}
+        atomic_write_json(PooledArtifacts(root).plan, {"records": records})
+        return leakage_check_result(root, ["a", "b"])
+
+    leaked = check(ids["b"])  # every copy of a test record trained the pooled model
+    assert not leaked.passed and leaked.metadata["training_records_with_a_test_twin"].value == len(twins)
+    assert all(copy in leaked.metadata["leaked"].value for copy in twins)
+    clean = check([record for record in ids["b"] if record not in twins])
+    assert clean.passed and clean.metadata["training_records_checked"].value == len(ids["a"]) + 2 - len(twins)

@@ -345,3 +345,76 @@ def test_pooled_model_and_matrix_on_the_demo_keep_a_planted_twin_out_of_training
         scored = predictions[predictions["error"] == ""]
         assert len(scored) >= 3 and set(scored["predicted_label"]) <= set(LABELS)
         assert {f"p_{label}" for label in LABELS} <= set(predictions.columns)
+
+
+def test_a_torchrun_job_carries_the_pooled_store(two_stores, tmp_path):
+    from ecg_assets.cli.train_worker import TorchrunJob, open_store
+
+    pooled = PooledStore(two_stores, {"single": ["AF", "NORM", "OTHER"], "twelve": list(LABELS)}, {"single": 1.0})
+    job = TorchrunJob(
+        partition="pooled",
+        pooled=pooled.spec(),
+        splits=tmp_path / "splits.json",
+        models_dir=tmp_path / "models",
+        training_log=tmp_path / "log.json",
+        pipeline_log=tmp_path / "pipeline.log",
+        config=TrainingConfig(**TINY),
+        device=CPU.to_json(),
+    )
+    reopened = open_store(TorchrunJob.model_validate(job.model_dump(mode="json")))  # as the Pipes extras carry it
+    assert isinstance(reopened, PooledStore) and len(reopened) == len(pooled)
+    assert reopened.metadata["content_fingerprint"] == pooled.metadata["content_fingerprint"]
+    assert np.array_equal(reopened.record_class_masks, pooled.record_class_masks)
+
+
+def test_ecg_assets_materialize_runs_each_chain_then_the_across_dataset_assets_once(monkeypatch, tmp_path):
+    import subprocess
+
+    from ecg_assets.cli import main as cli
+
+    calls = []
+
+    def record(command, env):
+        calls.append(command)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(subprocess, "run", record)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ECG_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    monkeypatch.delenv("ECG_DATA_DIR", raising=False)  # the demo's two partitions
+    assert cli.main(["materialize"]) == 0
+    selections = [(command[command.index("--select") + 1], "--partition" in command) for command in calls]
+    across = ("pooled_model,generalisation_matrix", False)
+    assert selections == [("*test_metrics", True), ("*test_metrics", True), across]
+    calls.clear()
+    assert cli.main(["materialize", "-p", "demo_cinc2017"]) == 0  # one partition: its chain only
+    assert [command[command.index("--select") + 1] for command in calls] == ["*test_metrics"]
+
+
+def test_the_diagonal_check_compares_each_diagonal_cell_with_test_metrics(tmp_path):
+    import dagster as dg
+
+    from ecg_assets.defs.pooled import STALE_TEST_METRICS, diagonal_check_result
+
+    def cell(model, test_set, f1, sha="s1"):
+        return {"model": model, "test_set": test_set, "status": "scored", "macro_f1": f1, "checkpoint_sha256": sha}
+
+    matrix = {"cells": [cell("a", "a", 0.8), cell("a", "b", 0.5), cell("b", "b", 0.7, "s2"), cell("pooled", "a", 0.6)]}
+    (tmp_path / "generalisation").mkdir()
+    (tmp_path / "generalisation" / "matrix.json").write_text(json.dumps(matrix))
+
+    def result(metrics):
+        for dataset, (f1, sha) in metrics.items():
+            (tmp_path / dataset).mkdir(exist_ok=True)
+            metrics_file = tmp_path / dataset / "test_metrics.json"
+            metrics_file.write_text(json.dumps({"macro_f1": f1, "checkpoint_sha256": sha}))
+        return diagonal_check_result(tmp_path)
+
+    nothing = diagonal_check_result(tmp_path)
+    assert not nothing.passed and nothing.severity == dg.AssetCheckSeverity.WARN  # nothing to compare
+    assert result({"a": (0.8, "s1"), "b": (0.7, "s2")}).passed
+    differs = result({"a": (0.8, "s1"), "b": (0.71, "s2")})
+    assert not differs.passed and differs.severity == dg.AssetCheckSeverity.ERROR
+    assert differs.metadata["mismatched"].value == 1
+    stale = result({"a": (0.8, "s0"), "b": (0.7, "s2")})
+    assert not stale.passed and STALE_TEST_METRICS in stale.metadata["diagonal"].value

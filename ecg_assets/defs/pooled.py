@@ -151,8 +151,12 @@ def pooled_model(
             raise dg.Failure(f"unknown dataset partition(s) {', '.join(unknown)}; the partitions are {', '.join(keys)}")
         materialized = context.instance.get_materialized_partitions(splits.key)
         stores, split_positions, missing = open_split_partitions(root, keys)
-        skipped = {key: "splits not materialized in this Dagster instance" for key in keys if key not in materialized}
-        candidates = config.datasets or [key for key in keys if key in materialized]
+        if config.datasets:
+            candidates = list(config.datasets)
+            skipped = {key: "not in the configured datasets" for key in keys if key not in candidates}
+        else:
+            candidates = [key for key in keys if key in materialized]
+            skipped = {key: "splits not materialized in this Dagster instance" for key in keys if key not in candidates}
         chosen, not_poolable = select_datasets(stores, split_positions, candidates, config.class_masking)
         skipped.update({key: missing.get(key, reason) for key, reason in not_poolable.items()})
         if not chosen:
@@ -237,10 +241,10 @@ def pooled_model(
 def pooled_training_has_no_test_twins(
     context: dg.AssetCheckExecutionContext, paths: EcgPathsResource
 ) -> dg.AssetCheckResult:
-    return test_twins_result(Path(paths.artifacts_dir), _dataset_keys(context))
+    return leakage_check_result(Path(paths.artifacts_dir), _dataset_keys(context))
 
 
-def test_twins_result(root: Path, datasets: list[str]) -> dg.AssetCheckResult:
+def leakage_check_result(root: Path, datasets: list[str]) -> dg.AssetCheckResult:
     """The check's result from the artifacts on disk: the pooled plan against every dataset's current splits."""
     stores, split_positions, _ = open_split_partitions(root, datasets)
     records = read_plan_records(PooledArtifacts(root).plan)
@@ -360,10 +364,10 @@ def _summary_table(matrix: GeneralisationMatrix) -> pd.DataFrame:
     "(same checkpoint, same definition).",
 )
 def matrix_diagonal_matches_test_metrics(paths: EcgPathsResource) -> dg.AssetCheckResult:
-    return diagonal_result(Path(paths.artifacts_dir))
+    return diagonal_check_result(Path(paths.artifacts_dir))
 
 
-def diagonal_result(root: Path) -> dg.AssetCheckResult:
+def diagonal_check_result(root: Path) -> dg.AssetCheckResult:
     """Compare the matrix's diagonal with each partition's `test_metrics.json`."""
     matrix = read_json(GeneralisationArtifacts(root).matrix_json)
     rows = []
