@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
@@ -30,12 +31,14 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from ecg_assets.core.artifacts import PartitionArtifacts
-from ecg_assets.core.atomic_io import atomic_write_json, read_json
-from ecg_assets.core.duplicates import DuplicateReport, RecordRef
+from ecg_assets.core.artifacts import PartitionArtifacts, PooledArtifacts
+from ecg_assets.core.atomic_io import atomic_write_json, atomic_write_text, read_json
+from ecg_assets.core.duplicates import DuplicateReport, RecordRef, find_duplicates
 from ecg_assets.core.labels import LABEL_TO_INDEX, LABELS
 from ecg_assets.core.splits import SPLIT_NAMES, read_splits
 from ecg_assets.core.store import RecordStore
+
+logger = logging.getLogger(__name__)
 
 Mixing = Literal["proportional", "equal", "capped"]
 TRAINING_SPLITS = ("train", "val")
@@ -469,3 +472,56 @@ def select_datasets(
         else:
             chosen.append(dataset)
     return chosen, skipped
+
+
+@dataclass
+class PooledTraining:
+    """Everything `pooled_model` trains from, prepared and written (see `prepare_pooled_training`)."""
+
+    store: PooledStore
+    splits: dict[str, list[int]]  # positions into `store`
+    plan: PoolingPlan
+    duplicates: DuplicateReport
+    left_out: dict[str, str]  # dataset -> why it does not train the pooled model
+    partition_stores: dict[str, RecordStore]  # every partition with a store and splits on disk
+    partition_splits: dict[str, dict[str, list[int]]]
+
+
+def prepare_pooled_training(
+    artifacts: PooledArtifacts,
+    partitions: Sequence[str],
+    candidates: Sequence[str],
+    left_out: Mapping[str, str],
+    mixing: Mixing,
+    cap: int,
+    class_masking: bool,
+) -> PooledTraining:
+    """Open every partition's store and splits, choose the poolable `candidates`, find twins across all
+    partitions, plan the pooled train/val sets, and write `splits.json`, `plan.json`, the excluded
+    records and the duplicate pairs under `artifacts`. Raises ValueError when no dataset can train."""
+    stores, splits, missing = open_split_partitions(artifacts.artifacts_root, partitions)
+    chosen, not_poolable = select_datasets(stores, splits, candidates, class_masking)
+    left_out = {**left_out, **{dataset: missing.get(dataset, reason) for dataset, reason in not_poolable.items()}}
+    if not chosen:
+        reasons = "; ".join(f"{dataset}: {reason}" for dataset, reason in left_out.items()) or "no partitions"
+        raise ValueError(f"no dataset can train the pooled model ({reasons})")
+    duplicates = find_duplicates(stores)  # over every partition: a recording in any test split must not train
+    plan = plan_pooling(stores, splits, duplicates, chosen, mixing, cap)
+    store = PooledStore(
+        {dataset: stores[dataset] for dataset in chosen}, plan.vocabularies if class_masking else None, plan.shares
+    )
+    union = plan.union_splits(store)
+    names = (store.index["dataset"] + "/" + store.index["record_id"]).tolist()
+    record_ids = {name: [names[position] for position in union[name]] for name in SPLIT_NAMES}
+    atomic_write_json(artifacts.splits, {**union, "record_ids": record_ids})
+    settings = {"mixing": mixing, "cap": cap, "class_masking": class_masking}
+    write_plan(artifacts.plan, plan, stores, store.spec(), settings)
+    atomic_write_text(artifacts.excluded, plan.excluded.to_csv(index=False))
+    atomic_write_text(artifacts.duplicates, duplicates.table().to_csv(index=False))
+    logger.info(
+        "pooling %s%s; %d record(s) left out as twins of test records or repeated recordings",
+        ", ".join(chosen),
+        f" (left out: {', '.join(left_out)})" if left_out else "",
+        len(plan.excluded),
+    )
+    return PooledTraining(store, union, plan, duplicates, left_out, stores, splits)

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from ecg_assets.core import versioning
 from ecg_assets.core.artifacts import GeneralisationArtifacts, PartitionArtifacts, PooledArtifacts
-from ecg_assets.core.atomic_io import atomic_write_json, atomic_write_text, read_json, remove_temp_files
+from ecg_assets.core.atomic_io import atomic_write_json, read_json, remove_temp_files
 from ecg_assets.core.duplicates import DuplicateReport, find_duplicates, refs_of
 from ecg_assets.core.evaluation import load_scoring_model
 from ecg_assets.core.generalisation import (
@@ -33,16 +33,12 @@ from ecg_assets.core.generalisation import (
 from ecg_assets.core.locks import exclusive_lock
 from ecg_assets.core.pooled import (
     TRAINING_SPLITS,
-    PooledStore,
     open_split_partitions,
-    plan_pooling,
+    prepare_pooled_training,
     read_plan_records,
     refs_by_id,
-    select_datasets,
     training_records_with_test_twins,
-    write_plan,
 )
-from ecg_assets.core.splits import SPLIT_NAMES
 from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig, train_model
 from ecg_assets.cli.train_worker import TorchrunJob
 from ecg_assets.defs.assets import GPU_OP_TAGS, GROUP, splits, test_metrics, trained_model
@@ -149,38 +145,21 @@ def pooled_model(
         unknown = sorted(set(config.datasets or []) - set(keys))
         if unknown:
             raise dg.Failure(f"unknown dataset partition(s) {', '.join(unknown)}; the partitions are {', '.join(keys)}")
-        materialized = context.instance.get_materialized_partitions(splits.key)
-        stores, split_positions, missing = open_split_partitions(root, keys)
         if config.datasets:
             candidates = list(config.datasets)
-            skipped = {key: "not in the configured datasets" for key in keys if key not in candidates}
+            left_out = {key: "not in the configured datasets" for key in keys if key not in candidates}
         else:
+            materialized = context.instance.get_materialized_partitions(splits.key)
             candidates = [key for key in keys if key in materialized]
-            skipped = {key: "splits not materialized in this Dagster instance" for key in keys if key not in candidates}
-        chosen, not_poolable = select_datasets(stores, split_positions, candidates, config.class_masking)
-        skipped.update({key: missing.get(key, reason) for key, reason in not_poolable.items()})
-        if not chosen:
-            reasons = "; ".join(f"{key}: {reason}" for key, reason in skipped.items()) or "no dataset partitions"
-            raise dg.Failure(f"no dataset can train the pooled model ({reasons})")
-        context.log.info(f"pooling {', '.join(chosen)}" + (f"; left out: {', '.join(skipped)}" if skipped else ""))
-        # Twins are searched over every partition on disk: a recording in any test split must not train.
-        duplicates = find_duplicates(stores)
-        plan = plan_pooling(stores, split_positions, duplicates, chosen, config.mixing, config.cap)
-        store = PooledStore(
-            {dataset: stores[dataset] for dataset in chosen},
-            plan.vocabularies if config.class_masking else None,
-            plan.shares,
-        )
-        union = plan.union_splits(store)
-        record_ids = (store.index["dataset"] + "/" + store.index["record_id"]).tolist()
-        atomic_write_json(
-            artifacts.splits,
-            {**union, "record_ids": {name: [record_ids[position] for position in union[name]] for name in SPLIT_NAMES}},
-        )
-        settings = {"mixing": config.mixing, "cap": config.cap, "class_masking": config.class_masking}
-        write_plan(artifacts.plan, plan, stores, store.spec(), settings)
-        atomic_write_text(artifacts.excluded, plan.excluded.to_csv(index=False))
-        atomic_write_text(artifacts.duplicates, duplicates.table().to_csv(index=False))
+            not_materialized = "splits not materialized in this Dagster instance"
+            left_out = {key: not_materialized for key in keys if key not in candidates}
+        try:
+            prepared = prepare_pooled_training(
+                artifacts, keys, candidates, left_out, config.mixing, config.cap, config.class_masking
+            )
+        except ValueError as error:
+            raise dg.Failure(str(error)) from error
+        store, union, plan, duplicates = prepared.store, prepared.splits, prepared.plan, prepared.duplicates
         training = TrainingConfig.model_validate(config.model_dump(include=set(TrainingConfig.model_fields)))
         device, processes = gpu.device_settings(), gpu.process_count()
         if processes > 1:
@@ -199,7 +178,10 @@ def pooled_model(
             result = train_model(store, union, training, device, artifacts.models, artifacts.training_log)
             summary = {**result.summary(device), "checkpoint": dg.MetadataValue.path(str(result.best_checkpoint))}
         scoring = load_scoring_model(artifacts.models / BEST_CHECKPOINT, device.device)
-        test_sets = [HeldOutSplit(dataset, stores[dataset], split_positions[dataset]["test"]) for dataset in chosen]
+        test_sets = [
+            HeldOutSplit(dataset, prepared.partition_stores[dataset], prepared.partition_splits[dataset]["test"])
+            for dataset in plan.datasets
+        ]
         lead_sets = lead_set_scores(scoring, test_sets, device)
         atomic_write_json(artifacts.lead_sets, lead_sets.to_dict("records"))
     contributions = plan.contributions()
@@ -208,7 +190,7 @@ def pooled_model(
             **summary,
             "datasets": markdown_table(contributions),
             "datasets_left_out": markdown_table(
-                pd.DataFrame(list(skipped.items()), columns=["dataset", "reason"]), ROWS_SHOWN
+                pd.DataFrame(list(prepared.left_out.items()), columns=["dataset", "reason"]), ROWS_SHOWN
             ),
             "train_records": int(contributions["train"].sum()),
             "val_records": int(contributions["val"].sum()),
