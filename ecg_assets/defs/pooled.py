@@ -126,7 +126,9 @@ def _every_partition_of(asset: dg.AssetsDefinition) -> dg.AssetDep:
     pool="gpu",
     op_tags=GPU_OP_TAGS,
     tags={"compute": "gpu"},
-    code_version=versioning.code_version(versioning.POOLED_CODE, versioning.TRAINING_CODE),
+    code_version=versioning.code_version(
+        versioning.POOLED_CODE, versioning.TRAINING_CODE, versioning.GENERALISATION_CODE
+    ),
     description="One 1D ResNet trained on the train splits of every dataset at once (their stores read in "
     "place): per-dataset class masking, dataset mixing, lead dropout; recordings that also sit in a test "
     "split are left out. Test macro F1 per dataset and lead set.",
