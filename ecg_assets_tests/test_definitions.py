@@ -97,3 +97,22 @@ def test_smoke_test_processes_ten_records(tmp_path):
     )
     metadata = result.asset_materializations_for_node("processed_records")[0].metadata
     assert metadata["discovered"].value == 10 and metadata["processed"].value == 10
+
+
+@pytest.mark.slow
+def test_a_cross_validated_ensemble_is_one_asset_with_metadata_per_member(tmp_path):
+    training = {**FAST_TRAINING, "ensemble_members": 3}
+    result = dg.materialize(
+        ecg_assets,
+        partition_key="demo_cinc2021",
+        resources=cpu_resources(tmp_path),
+        run_config={"ops": {"trained_model": {"config": training}}},
+    )
+    assert result.success
+    model = result.asset_materializations_for_node("trained_model")[0].metadata
+    assert model["members"].value == 3 and "member" in model["ensemble_members"].value
+    assert "out-of-fold records" in model["cv_estimate"].value
+    splits = json.loads((tmp_path / "demo_cinc2021" / "processed" / "splits.json").read_text())
+    assert model["cv_records"].value == len(splits["train"]) + len(splits["val"])
+    metrics = json.loads((tmp_path / "demo_cinc2021" / "test_metrics.json").read_text())
+    assert metrics["ensemble_members"] == 3 and metrics["n_samples"] == len(splits["test"])

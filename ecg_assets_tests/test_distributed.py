@@ -183,8 +183,10 @@ def test_one_process_under_torchrun_is_exactly_the_in_process_run(store, tmp_pat
 
 @pytest.mark.slow
 def test_trained_model_asset_launches_torchrun_through_pipes(tmp_path):
+    """An ensemble of two members trained on two torchrun processes: the richest path through Pipes."""
+    members = 2
     instance = dg.DagsterInstance.ephemeral()
-    training = {"epochs": 2, "batch_size": 4, "base_channels": 8, "log_every_batches": 1}
+    training = {"epochs": 2, "batch_size": 4, "base_channels": 8, "log_every_batches": 1, "ensemble_members": members}
     result = dg.materialize(
         ecg_assets,
         partition_key="demo_cinc2017",
@@ -198,7 +200,8 @@ def test_trained_model_asset_launches_torchrun_through_pipes(tmp_path):
     metadata = result.asset_materializations_for_node("trained_model")[0].metadata
     checkpoint = tmp_path / "demo_cinc2017" / "models" / "best.pth"
     assert metadata["processes"].value == 2 and metadata["device"].value == "cpu"  # reported by rank 0
-    assert metadata["epochs_run"].value == 2 and metadata["checkpoint"].value == str(checkpoint)
+    assert metadata["epochs_run"].value == 2 * members and metadata["checkpoint"].value == str(checkpoint)
+    assert metadata["members"].value == members and ("cv_estimate" in metadata) == (members > 1)
     assert metadata["checkpoint_sha256"].value == file_sha256(checkpoint)
     assert "data:image/png;base64" in metadata["training_history"].value
     messages = [entry.user_message for entry in instance.all_logs(result.run_id)]

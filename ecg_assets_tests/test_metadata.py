@@ -1,8 +1,8 @@
 """What the asset pages show: embedded figures, and the description/group/kinds/code version of every asset."""
 
 import base64
-import shutil
 import re
+import shutil
 
 import dagster as dg
 import numpy as np

@@ -12,11 +12,11 @@ import torch
 from ecg_assets.core.checkpoints import save_checkpoint
 from ecg_assets.core.data import drop_leads
 from ecg_assets.core.duplicates import DuplicatePair, DuplicateReport, RecordRef
-from ecg_assets.core.evaluation import load_scoring_model, score_records
 from ecg_assets.core.generalisation import HeldOutSplit, ModelSource, build_matrix, lead_set_scores
 from ecg_assets.core.labels import LABEL_TO_INDEX, LABELS
 from ecg_assets.core.model import ECGResNet1D
 from ecg_assets.core.pooled import PooledStore, PooledStoreSpec, mixing_shares
+from ecg_assets.core.scoring import load_scoring_model, score_positions
 from ecg_assets.core.store import RecordStoreWriter
 from ecg_assets.core.training import DeviceSettings, TrainingConfig, _Trainer
 
@@ -178,15 +178,15 @@ def test_lead_sets_score_twelve_lead_records_on_fewer_leads(two_stores, tmp_path
     assert scores["as recorded"] == scores["all 12 leads"]
     # scoring on lead I only is scoring the records with every other lead zeroed
     store = two_stores["twelve"]
-    lead_one = score_records(scoring, store, range(20), CPU, leads=[0]).probabilities
-    every_lead = score_records(scoring, store, range(20), CPU).probabilities
+    lead_one = score_positions(scoring, store, range(20), CPU, leads=[0])[0]
+    every_lead = score_positions(scoring, store, range(20), CPU)[0]
     copy_dir = tmp_path / "lead_i"
     writer = RecordStoreWriter(copy_dir, store.row_shape)
     for position in range(20):
         signal = store.signal(position)
         signal[1:] = 0.0
         writer.append(signal, store.index.iloc[position].to_dict())
-    zeroed = score_records(scoring, writer.commit(metadata=store.metadata), range(20), CPU).probabilities
+    zeroed = score_positions(scoring, writer.commit(metadata=store.metadata), range(20), CPU)[0]
     assert np.allclose(lead_one, zeroed) and not np.allclose(lead_one, every_lead)
 
 
@@ -418,3 +418,17 @@ def test_the_diagonal_check_compares_each_diagonal_cell_with_test_metrics(tmp_pa
     assert differs.metadata["mismatched"].value == 1
     stale = result({"a": (0.8, "s0"), "b": (0.7, "s2")})
     assert not stale.passed and STALE_TEST_METRICS in stale.metadata["diagonal"].value
+
+
+def test_the_pooled_store_trains_a_cross_validated_ensemble_like_one_partition(two_stores, tmp_path):
+    from ecg_assets.core.ensemble import fit_model
+
+    pooled = PooledStore(two_stores, {"single": ["AF", "NORM", "OTHER"], "twelve": list(LABELS)})
+    train = [position for position in range(len(pooled)) if position % 7]
+    splits = {"train": train, "val": [], "test": []}
+    config = TrainingConfig(**{**TINY, "ensemble_members": 2, "lead_dropout": 0.5})
+    fit = fit_model(pooled, splits, config, CPU, tmp_path / "models", tmp_path / "log.json")
+    scoring = load_scoring_model(fit.best_checkpoint)
+    assert scoring.members == 2 and scoring.trained_classes == list(range(len(LABELS)))
+    table = lead_set_scores(scoring, [HeldOutSplit("twelve", two_stores["twelve"], list(range(0, 20, 5)))], CPU)
+    assert table["lead_set"].tolist()[:2] == ["as recorded", "all 12 leads"]

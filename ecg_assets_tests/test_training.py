@@ -92,6 +92,9 @@ def test_evaluation_writes_metrics_and_figures(toy_store):
         metrics
     )
     assert np.asarray(metrics["confusion_matrix"]).sum() == 9
+    low, high = metrics["intervals"]["macro_f1"]
+    assert low <= metrics["macro_f1"] <= high and metrics["intervals"]["n_samples"] == 9
+    assert set(metrics["intervals"]["per_class"]) == set(metrics["per_class"])
     for path in (outputs.f1_plot, outputs.history_plot, outputs.confusion_plot):
         assert path.read_bytes()[:4] == b"\x89PNG"
 

@@ -302,6 +302,7 @@ def test_test_metrics_page_shows_metrics_figures_partitions_and_checks(ui, page)
         row = page.locator("tr", has_text=name).first.inner_text().split()
         assert float(row[-1]) == pytest.approx(metrics[name], abs=0.01), (name, row)
     page.get_by_text("Best checkpoint scored on the test split").wait_for()  # the description
+    page.locator("tr", has_text="estimate").get_by_text("95% CI").first.wait_for()  # intervals, shown
     page.locator("tr", has_text="per_class").get_by_text("precision").wait_for()  # the per-class table
     assert page.get_by_text(PARTITION).first.is_visible()  # the latest materialization's partition
     page.wait_for_load_state("networkidle")

@@ -18,11 +18,12 @@ from dagster_pipes import PipesContext, PipesDefaultContextLoader, PipesEnvVarPa
 from pydantic import BaseModel
 
 from ecg_assets.core.ddp import Ranks, torchrun_process_group
+from ecg_assets.core.ensemble import FitResult, fit_model
 from ecg_assets.core.log_handlers import package_logs_to, pipeline_file_handler
 from ecg_assets.core.pooled import PooledStore, PooledStoreSpec
 from ecg_assets.core.splits import read_splits
 from ecg_assets.core.store import RecordStore
-from ecg_assets.core.training import DeviceSettings, TrainingConfig, TrainingResult, train_model
+from ecg_assets.core.training import DeviceSettings, TrainingConfig
 
 
 class TorchrunJob(BaseModel):
@@ -73,9 +74,9 @@ def open_store(job: TorchrunJob) -> RecordStore | PooledStore:
     return RecordStore(job.store)
 
 
-def _train(job: TorchrunJob, settings: DeviceSettings, ranks: Ranks) -> TrainingResult:
+def _train(job: TorchrunJob, settings: DeviceSettings, ranks: Ranks) -> FitResult:
     store = open_store(job)
-    return train_model(
+    return fit_model(
         store, read_splits(job.splits), job.config, settings, job.models_dir, job.training_log, ranks=ranks
     )
 

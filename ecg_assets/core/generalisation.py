@@ -3,7 +3,7 @@
 A cell is one model on one test split:
 
 - **macro F1** over the classes the model knows that occur in the test split
-  (`metrics.test_macro_f1`, the definition `test_metrics` uses, so the diagonal equals it);
+  (`metrics.scored_macro_f1`, the definition `test_metrics` uses, so the diagonal equals it);
 - predictions are made among the classes the **test dataset labels at all** (its vocabulary): a
   CinC 2017 record can only be N, A or O, so a model's BBB on it can be neither right nor wrong
   (the mirror of the class masking the pooled model is trained with). On the diagonal this
@@ -29,12 +29,12 @@ import pandas as pd
 from sklearn.metrics import precision_recall_fscore_support
 
 from ecg_assets.core.atomic_io import atomic_write_json, atomic_write_text
-from ecg_assets.core.checkpoints import CheckpointError
+from ecg_assets.core.checkpoints import CheckpointError, file_sha256
 from ecg_assets.core.duplicates import DuplicateReport, RecordRef
-from ecg_assets.core.evaluation import ScoredRecords, ScoringModel, load_scoring_model, score_records
 from ecg_assets.core.labels import LABEL_TO_INDEX, LABELS
-from ecg_assets.core.metrics import bootstrap_macro_f1_interval, scored_classes, test_macro_f1
+from ecg_assets.core.metrics import scored_macro_f1_with_interval
 from ecg_assets.core.plots import plot_score_matrix
+from ecg_assets.core.scoring import ScoringModel, load_scoring_model, score_positions
 from ecg_assets.core.signal import LEAD_ORDER
 from ecg_assets.core.store import RecordStore
 from ecg_assets.core.training import DeviceSettings
@@ -67,16 +67,17 @@ class CellScore:
     per_class: dict[str, dict[str, float]]
 
 
-def score_cell(scored: ScoredRecords, model_classes: Sequence[int], vocabulary: Sequence[str]) -> CellScore | None:
+def score_cell(
+    probabilities: np.ndarray, y_true: np.ndarray, model_classes: Sequence[int], vocabulary: Sequence[str]
+) -> CellScore | None:
     """Macro F1 (with its bootstrap interval) and per-class scores of scored test records, predicted among
     the test dataset's `vocabulary`; None when the model knows none of the classes in the records."""
     allowed = np.zeros(len(LABELS), dtype=bool)
     allowed[[LABEL_TO_INDEX[label] for label in vocabulary]] = True
-    y_true, y_pred = scored.labels, scored.predictions(allowed)
-    classes = scored_classes(model_classes, y_true)
+    y_pred = (probabilities * allowed).argmax(axis=1) if len(probabilities) else np.zeros(0, np.int64)
+    macro, (low, high), classes = scored_macro_f1_with_interval(y_true, y_pred, model_classes)
     if not len(y_true) or not classes:
         return None
-    low, high = bootstrap_macro_f1_interval(y_true, y_pred, classes)
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=classes, zero_division=0
     )
@@ -86,7 +87,7 @@ def score_cell(scored: ScoredRecords, model_classes: Sequence[int], vocabulary: 
     }
     return CellScore(
         records=int(len(y_true)),
-        macro_f1=test_macro_f1(y_true, y_pred, model_classes),
+        macro_f1=macro,
         ci_low=low,
         ci_high=high,
         classes=[LABELS[label] for label in classes],
@@ -203,14 +204,16 @@ def build_matrix(
     group_of = {ref: number for number, group in enumerate(duplicates.groups()) for ref in group}
     cells = []
     for source in models:
-        scoring, gap = _load(source, settings)
+        scoring, sha256, gap = _load(source, settings)
         trained_groups = {group_of[ref] for ref in source.trained_on if ref in group_of}
         for test_set in test_sets:
             if gap or test_set.gap:
                 cells.append(Cell(source.name, test_set.dataset, "gap", gap=gap or test_set.gap))
                 continue
             assert scoring is not None and test_set.store is not None
-            cells.append(_score(source, scoring, test_set, settings, group_of, trained_groups))
+            cell = _score(source, scoring, test_set, settings, group_of, trained_groups)
+            cell.checkpoint_sha256 = sha256
+            cells.append(cell)
     pairs = duplicates.pairs
     return GeneralisationMatrix(
         models=[source.name for source in models],
@@ -221,16 +224,18 @@ def build_matrix(
     )
 
 
-def _load(source: ModelSource, settings: DeviceSettings) -> tuple[ScoringModel | None, str]:
+def _load(source: ModelSource, settings: DeviceSettings) -> tuple[ScoringModel | None, str, str]:
+    """The model, its checkpoint's SHA-256, and why it is missing (empty when it is there)."""
     if source.gap:
-        return None, source.gap
+        return None, "", source.gap
     if source.checkpoint is None or not source.checkpoint.is_file():
-        return None, f"no checkpoint at {source.checkpoint}"
+        return None, "", f"no checkpoint at {source.checkpoint}"
     try:
-        return load_scoring_model(source.checkpoint, settings.device, source.expected_sha256), ""
+        scoring = load_scoring_model(source.checkpoint, settings.device, source.expected_sha256)
     except CheckpointError as error:
         logger.warning("model %s left out of the matrix: %s", source.name, error)
-        return None, str(error)
+        return None, "", str(error)
+    return scoring, source.expected_sha256 or file_sha256(source.checkpoint), ""
 
 
 def _score(
@@ -243,10 +248,10 @@ def _score(
 ) -> Cell:
     store = test_set.store
     assert store is not None
-    scored = score_records(scoring, store, test_set.positions, settings)
-    score = score_cell(scored, scoring.model_classes, test_set.vocabulary)
+    probabilities, y_true, _ = score_positions(scoring, store, test_set.positions, settings)
+    score = score_cell(probabilities, y_true, scoring.trained_classes, test_set.vocabulary)
     if score is None:
-        known = ", ".join(LABELS[index] for index in scoring.model_classes)
+        known = ", ".join(LABELS[index] for index in scoring.trained_classes)
         return Cell(source.name, test_set.dataset, "gap", gap=f"the model knows none of its classes (it knows {known})")
     record_ids = store.index["record_id"].tolist()
     leaked = [
@@ -257,8 +262,7 @@ def _score(
     without = None
     if leaked:
         keep = np.setdiff1d(np.arange(len(test_set.positions)), leaked)
-        clean = ScoredRecords(scored.probabilities[keep], scored.labels[keep], scored.loss)
-        clean_score = score_cell(clean, scoring.model_classes, test_set.vocabulary)
+        clean_score = score_cell(probabilities[keep], y_true[keep], scoring.trained_classes, test_set.vocabulary)
         without = clean_score.macro_f1 if clean_score is not None else None
     return Cell(
         model=source.name,
@@ -273,7 +277,6 @@ def _score(
         leaked_records=len(leaked),
         leaked_record_ids=[str(record_ids[test_set.positions[ordinal]]) for ordinal in leaked[:LEAKED_IDS_KEPT]],
         macro_f1_without_leaked=without,
-        checkpoint_sha256=scoring.sha256,
     )
 
 
@@ -305,8 +308,8 @@ def lead_set_scores(
             if len(holding):
                 runs.append((name, holding, indices))
         for name, selected, indices in runs:
-            scored = score_records(scoring, store, selected, settings, leads=indices)
-            score = score_cell(scored, scoring.model_classes, test_set.vocabulary)
+            probabilities, y_true, _ = score_positions(scoring, store, selected, settings, leads=indices)
+            score = score_cell(probabilities, y_true, scoring.trained_classes, test_set.vocabulary)
             rows.append(
                 {
                     "dataset": test_set.dataset,

@@ -18,43 +18,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import ValidationError
 
 from ecg_assets.core.atomic_io import atomic_write_text
-from ecg_assets.core.checkpoints import CheckpointError
 from ecg_assets.core.datasets import detect_format
-from ecg_assets.core.evaluation import ScoringModel, load_scoring_model, score_records
 from ecg_assets.core.labels import LABELS
-from ecg_assets.core.preprocessing import RecordPreparer, RecordProcessingConfig, failure_reason, mask_string
+from ecg_assets.core.preprocessing import RecordPreparer, failure_reason, mask_string
+from ecg_assets.core.scoring import ScoringModel, load_scoring_model, score_positions
 from ecg_assets.core.signal import LEAD_ORDER
 from ecg_assets.core.store import RecordStoreWriter
-from ecg_assets.core.training import DeviceSettings, TrainingConfig
+from ecg_assets.core.training import DeviceSettings
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass
-class LoadedModel:
-    """A checkpoint ready to score new recordings: the scoring model and the preprocessing it was trained with."""
-
-    scoring: ScoringModel
-    preprocess: RecordProcessingConfig
-
-    @property
-    def model(self) -> torch.nn.Module:
-        return self.scoring.model
-
-    @property
-    def class_mask(self) -> torch.Tensor:
-        return self.scoring.class_mask
-
-    @property
-    def training(self) -> TrainingConfig:
-        return self.scoring.training
-
-    @property
-    def class_names(self) -> list[str]:
-        return [LABELS[index] for index in self.scoring.model_classes]
+# Kept under their earlier names: `ecg_assets.predict.load_model` is part of the documented API.
+LoadedModel = ScoringModel
+load_model = load_scoring_model
 
 
 @dataclass
@@ -62,17 +40,6 @@ class PredictionReport:
     scored: int
     failures: list[tuple[str, str]] = field(default_factory=list)  # (record id or file, reason)
     output: Path | None = None
-
-
-def load_model(path: Path, device: torch.device, expected_sha256: str | None = None) -> LoadedModel:
-    """Load a checkpoint (`weights_only`), refusing one this code cannot use (or whose SHA-256 differs from
-    `expected_sha256`, when given), with the reason."""
-    scoring = load_scoring_model(path, device, expected_sha256)
-    try:
-        preprocess = RecordProcessingConfig.model_validate(scoring.checkpoint["preprocess"] or {})
-    except ValidationError as error:
-        raise CheckpointError(f"{path} does not match this code's model or settings: {error}") from error
-    return LoadedModel(scoring, preprocess)
 
 
 def predict_folder(
@@ -108,9 +75,9 @@ def predict_folder(
                 row = {"record_id": entry.record_id, "label_index": -1, "lead_mask": mask_string(prepared.lead_mask)}
                 writer.append(prepared.signal, row, prepared.window)
             store = writer.commit(metadata={"preprocess": config.model_dump()})
+        positions = np.arange(len(store))
         labels = np.zeros(len(store), dtype=np.int64)
-        scored = score_records(loaded.scoring, store, np.arange(len(store)), settings, batch_size, labels=labels)
-        probabilities = scored.probabilities
+        probabilities, _, _ = score_positions(loaded, store, positions, settings, batch_size, labels)
         record_ids = store.index["record_id"].tolist() if len(store) else []
     for record_id, reason in failures:
         logger.warning("not scored: %s: %s", record_id, reason)

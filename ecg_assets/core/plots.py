@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import matplotlib
 
@@ -25,29 +25,59 @@ def _save(figure: plt.Figure, path: Path | None, dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
-def plot_training_history(history: Sequence[dict], path: Path | None = None) -> bytes:
-    """Loss curves and validation macro F1 per epoch; returns the PNG bytes."""
-    epochs = [row["epoch"] for row in history]
+def plot_training_history(
+    history: Sequence[dict] | Mapping[str, Sequence[dict]], path: Path | None = None, title: str = ""
+) -> bytes:
+    """Loss curves and validation macro F1 per epoch; returns the PNG bytes.
+
+    `history` is one run's epoch records, or `{name: epoch records}` for several (ensemble members),
+    drawn as one line each.
+    """
+    runs = dict(history) if isinstance(history, Mapping) else {"": list(history)}
     figure, (loss_axis, f1_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
-    loss_axis.plot(epochs, [row["train_loss"] for row in history], marker="o", label="train")
-    loss_axis.plot(epochs, [row["val_loss"] for row in history], marker="o", label="validation")
-    loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
-    loss_axis.legend()
-    f1_axis.plot(epochs, [row["val_macro_f1"] for row in history], marker="o", color="tab:green")
+    for number, (name, records) in enumerate(runs.items()):
+        epochs = [row["epoch"] for row in records]
+        color = f"C{number}"
+        prefix = f"{name} " if name else ""
+        loss_axis.plot(epochs, [row["train_loss"] for row in records], color=color, label=f"{prefix}train")
+        loss_axis.plot(
+            epochs, [row["val_loss"] for row in records], color=color, linestyle="--", label=f"{prefix}validation"
+        )
+        f1_axis.plot(
+            epochs, [row["val_macro_f1"] for row in records], marker="o", markersize=3, color=color, label=name or None
+        )
+    loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="Loss (solid: train, dashed: validation)")
+    loss_axis.legend(fontsize=7, ncol=2 if len(runs) > 1 else 1)
     f1_axis.set(xlabel="epoch", ylabel="macro F1", title="Validation macro F1", ylim=(0, 1))
+    if len(runs) > 1:
+        f1_axis.legend(fontsize=7)
     for axis in (loss_axis, f1_axis):
         axis.grid(alpha=0.3)
+    if title:
+        figure.suptitle(title)
     return _save(figure, path)
 
 
-def plot_f1_scores(per_class: dict[str, dict], path: Path | None = None, title: str = "Test F1 per class") -> bytes:
-    """Bar chart of per-class F1 with support in the labels; returns the PNG bytes."""
+def plot_f1_scores(
+    per_class: dict[str, dict],
+    path: Path | None = None,
+    title: str = "Test F1 per class",
+    intervals: dict[str, Sequence[float]] | None = None,
+) -> bytes:
+    """Bar chart of per-class F1 with support in the labels (and 95 % intervals as error bars when given);
+    returns the PNG bytes."""
     names = list(per_class)
     scores = [per_class[name]["f1"] for name in names]
+    errors = None
+    if intervals:
+        low = [max(score - intervals[name][0], 0.0) for name, score in zip(names, scores)]
+        high = [max(intervals[name][1] - score, 0.0) for name, score in zip(names, scores)]
+        errors = [low, high]
     figure, axis = plt.subplots(figsize=(6, 3.6))
-    bars = axis.bar([f"{name}\n(n={per_class[name]['support']})" for name in names], scores, color="tab:blue")
-    axis.bar_label(bars, labels=[f"{score:.2f}" for score in scores])
-    axis.set(ylim=(0, 1.05), ylabel="F1", title=title)
+    labels = [f"{name}\n(n={int(per_class[name]['support'])})" for name in names]
+    bars = axis.bar(labels, scores, color="tab:blue", yerr=errors, capsize=4 if errors else 0, ecolor="black")
+    axis.bar_label(bars, labels=[f"{score:.2f}" for score in scores], padding=2 if errors is None else 8)
+    axis.set(ylim=(0, 1.1), ylabel="F1" + (" (bars: 95% bootstrap interval)" if errors else ""), title=title)
     axis.grid(axis="y", alpha=0.3)
     return _save(figure, path)
 

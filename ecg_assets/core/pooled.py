@@ -99,6 +99,9 @@ class PooledStore:
             ],
             ignore_index=True,
         )
+        if "patient_id" in self.index:  # patient "17" of one dataset is not patient "17" of another
+            known = self.index["patient_id"].fillna("").astype(str) != ""
+            self.index.loc[known, "patient_id"] = self.index["dataset"] + "/" + self.index["patient_id"].astype(str)
         self.lead_masks = np.concatenate([store.lead_masks for store in self.members.values()])
         self.window_samples = np.concatenate([store.window_samples for store in self.members.values()])
         self.class_vocabularies = None if class_vocabularies is None else dict(class_vocabularies)

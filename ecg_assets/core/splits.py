@@ -118,6 +118,42 @@ def grouped_stratified_split(labels: Sequence[str], groups: Sequence[str], confi
     return {name: sorted(positions) for name, positions in splits.items()}
 
 
+def cross_validation_folds(
+    labels: Sequence[str], groups: Sequence[str | None] | None, folds: int, seed: int
+) -> list[list[int]]:
+    """Positions (into `labels`) of `folds` disjoint folds, stratified by label and grouped.
+
+    A group (a patient; `None` or empty: the record alone) lands in one fold. Groups are stratified
+    by their most frequent label and dealt, largest first within each label (ties in a seeded
+    random order), to the fold that holds the fewest records of that label so far, so every fold
+    gets about `1/folds` of each class.
+    """
+    if folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
+    keys = [
+        str(group) if group not in (None, "") else _own_group(i)
+        for i, group in enumerate(groups or [None] * len(labels))
+    ]
+    members: dict[str, list[int]] = defaultdict(list)
+    for position, key in enumerate(keys):
+        members[key].append(position)
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for key, positions in members.items():
+        counts = Counter(labels[position] for position in positions)
+        by_label[min(counts, key=lambda label: (-counts[label], label))].append(key)
+    rng = np.random.default_rng(seed)
+    fold_positions: list[list[int]] = [[] for _ in range(folds)]
+    for label in sorted(by_label):
+        keys_of_label = [by_label[label][i] for i in rng.permutation(len(by_label[label]))]
+        keys_of_label.sort(key=lambda key: -len(members[key]))  # stable: random order among equal sizes
+        held = [0] * folds
+        for key in keys_of_label:
+            target = min(range(folds), key=lambda fold: (held[fold], len(fold_positions[fold])))
+            fold_positions[target] += members[key]
+            held[target] += len(members[key])
+    return [sorted(positions) for positions in fold_positions]
+
+
 def stratified_split(labels: Sequence[str], config: SplitConfig) -> dict[str, list[int]]:
     """Positions per split, stratified by label, each record on its own (the same draw as before patients)."""
     return grouped_stratified_split(labels, [_own_group(i) for i in range(len(labels))], config)

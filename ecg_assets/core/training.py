@@ -82,6 +82,14 @@ class TrainingConfig(BaseModel):
     early_stopping_patience: int = Field(
         0, ge=0, description="Stop after this many epochs without a better val macro F1 (0: off)."
     )
+    ensemble_members: int = Field(
+        1,
+        ge=1,
+        le=20,
+        description="1: one model trained on the train split, selected on validation. k >= 2: a cross-validated "
+        "ensemble: train+val pooled and cut into k folds, member i trains on the others and selects on fold i; "
+        "out-of-fold scores give a cross-validated estimate; best.pth holds every member (core/ensemble.py).",
+    )
     lead_dropout: float = Field(
         0.0,
         ge=0,

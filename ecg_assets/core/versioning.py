@@ -92,7 +92,7 @@ def code_version(*entry_modules: str) -> str:
 LABEL_MAPPING_CODE = "ecg_assets.core.label_mapping"
 PROCESSING_CODE = "ecg_assets.core.preprocessing"
 SPLITS_CODE = "ecg_assets.core.splits"
-TRAINING_CODE = "ecg_assets.core.training"
+TRAINING_CODE = "ecg_assets.core.ensemble"
 EVALUATION_CODE = "ecg_assets.core.evaluation"
 POOLED_CODE = "ecg_assets.core.pooled"
 GENERALISATION_CODE = "ecg_assets.core.generalisation"

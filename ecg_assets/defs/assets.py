@@ -13,11 +13,13 @@ from ecg_assets.core.atomic_io import read_json
 from ecg_assets.core.checkpoints import CheckpointError
 from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.demo import MARKER_FILE
+from ecg_assets.core.ensemble import fit_model, training_histories
 from ecg_assets.core.label_mapping import build_label_mapping, read_label_mapping, write_label_mapping
+from ecg_assets.core.metrics import format_interval
 from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
 from ecg_assets.core.splits import SPLIT_NAMES, SplitConfig, assign_splits, read_splits, strat_folds_for, write_splits
 from ecg_assets.core.store import RecordStore
-from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig, train_model
+from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig
 from ecg_assets.defs.metadata import (
     counts_table,
     example_waveforms,
@@ -36,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 GROUP = "ecg_pipeline"
 SMOKE_TEST_RECORDS = 10
+MEMBER_COLUMNS = ("member", "train_records", "val_records", "best_epoch", "best_val_macro_f1")
 # What a Kubernetes run launcher / k8s_job_executor turns into a GPU request for the training step.
 GPU_OP_TAGS = {
     "dagster-k8s/config": {
@@ -236,7 +239,7 @@ def trained_model(
             reported = train_with_torchrun(context, pipes_subprocess_client, processes, job)
             metadata = dict(reported.metadata or {})
         else:
-            result = train_model(
+            result = fit_model(
                 RecordStore(artifacts.processed),
                 read_splits(artifacts.splits),
                 config,
@@ -245,12 +248,20 @@ def trained_model(
                 artifacts.training_log,
             )
             metadata = {**result.summary(device), "checkpoint": dg.MetadataValue.path(str(result.best_checkpoint))}
+    log = read_json(artifacts.training_log)
+    if log.get("members"):
+        members = pd.DataFrame([{key: member[key] for key in MEMBER_COLUMNS} for member in log["members"]]).round(4)
+        metadata["ensemble_members"] = markdown_table(members)
+        estimate = log["cross_validation"]
+        metadata["cv_estimate"] = dg.MetadataValue.md(
+            f"cross-validated macro F1 {format_interval(estimate['macro_f1'], estimate['intervals']['macro_f1'])} "
+            f"over {estimate['n_samples']} out-of-fold records (each scored by the member that did not train on "
+            "it; the test split is untouched)"
+        )
     return dg.MaterializeResult(
         metadata={
             **metadata,
-            "training_history": training_history(
-                read_json(artifacts.training_log)["epochs"], artifacts.figures / "training_history.png"
-            ),
+            "training_history": training_history(training_histories(log), artifacts.figures / "training_history.png"),
             "training_log": dg.MetadataValue.path(str(artifacts.training_log)),
         }
     )
@@ -280,10 +291,21 @@ def test_metrics(
             expected_sha256=_recorded_checkpoint_sha256(context),
         )
     result = outputs.metrics
+    intervals = result["intervals"]
     per_class = pd.DataFrame(result["per_class"]).T.rename_axis("class").reset_index()
+    per_class["f1_95ci"] = [
+        format_interval(f1, intervals["per_class"][name]) for name, f1 in zip(per_class["class"], per_class["f1"])
+    ]
+    averages = ("macro_f1", "micro_f1", "weighted_f1", "accuracy")
     return dg.MaterializeResult(
         metadata={
-            **{key: round(result[key], 4) for key in ("macro_f1", "micro_f1", "weighted_f1", "accuracy")},
+            **{key: round(result[key], 4) for key in averages},
+            "estimate": dg.MetadataValue.md(
+                "\n".join(f"- {key}: {format_interval(result[key], intervals[key])}" for key in averages)
+                + f"\n\n95% intervals: {intervals['method']} ({intervals['n_samples']} records, "
+                f"{intervals['resamples']} resamples)"
+            ),
+            **{f"{key}_95ci": dg.MetadataValue.json(intervals[key]) for key in averages},
             "majority_class_macro_f1": round(result["majority_class_macro_f1"], 4),
             "test_records": result["n_samples"],
             "per_class": markdown_table(per_class.round(3)),

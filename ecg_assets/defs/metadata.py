@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import dagster as dg
 import numpy as np
@@ -71,7 +71,7 @@ def recording_distributions(store: RecordStore, path: Path) -> dg.MetadataValue:
     return png_markdown(png, "native sampling rate and length histograms")
 
 
-def training_history(history: Sequence[dict], path: Path) -> dg.MetadataValue:
+def training_history(history: Sequence[dict] | Mapping[str, Sequence[dict]], path: Path) -> dg.MetadataValue:
     """Loss and validation macro F1 per epoch, embedded as PNG."""
     return png_markdown(plot_training_history(history, path), "training history")
 

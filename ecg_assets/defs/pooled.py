@@ -15,16 +15,17 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from ecg_assets.cli.train_worker import TorchrunJob
 from ecg_assets.core import versioning
 from ecg_assets.core.artifacts import GeneralisationArtifacts, PartitionArtifacts, PooledArtifacts
 from ecg_assets.core.atomic_io import atomic_write_json, read_json, remove_temp_files
 from ecg_assets.core.duplicates import DuplicateReport, find_duplicates, refs_of
-from ecg_assets.core.evaluation import load_scoring_model
+from ecg_assets.core.ensemble import fit_model, training_histories
 from ecg_assets.core.generalisation import (
     POOLED,
     GeneralisationMatrix,
-    ModelSource,
     HeldOutSplit,
+    ModelSource,
     build_matrix,
     lead_set_scores,
     plot_matrix,
@@ -39,8 +40,8 @@ from ecg_assets.core.pooled import (
     refs_by_id,
     training_records_with_test_twins,
 )
-from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig, train_model
-from ecg_assets.cli.train_worker import TorchrunJob
+from ecg_assets.core.scoring import load_scoring_model
+from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig
 from ecg_assets.defs.assets import GPU_OP_TAGS, GROUP, splits, test_metrics, trained_model
 from ecg_assets.defs.metadata import markdown_table, png_markdown, training_history
 from ecg_assets.defs.partitions import dataset_partitions
@@ -177,7 +178,7 @@ def pooled_model(
             )
             summary = dict(train_with_torchrun(context, pipes_subprocess_client, processes, job).metadata or {})
         else:
-            result = train_model(store, union, training, device, artifacts.models, artifacts.training_log)
+            result = fit_model(store, union, training, device, artifacts.models, artifacts.training_log)
             summary = {**result.summary(device), "checkpoint": dg.MetadataValue.path(str(result.best_checkpoint))}
         scoring = load_scoring_model(artifacts.models / BEST_CHECKPOINT, device.device)
         test_sets = [
@@ -207,7 +208,7 @@ def pooled_model(
             "duplicates": _pairs_table(duplicates),
             "test_f1_by_lead_set": markdown_table(lead_sets, ROWS_SHOWN),
             "training_history": training_history(
-                read_json(artifacts.training_log)["epochs"], artifacts.figures / "training_history.png"
+                training_histories(read_json(artifacts.training_log)), artifacts.figures / "training_history.png"
             ),
             "training_log": dg.MetadataValue.path(str(artifacts.training_log)),
             "plan": dg.MetadataValue.path(str(artifacts.plan)),
