@@ -148,15 +148,20 @@ def test_matrix_scores_every_model_on_every_test_split_with_gaps_and_leaks(two_s
         ModelSource("twelve", None, gap="trained_model not materialized in this Dagster instance"),
         ModelSource("pooled", _checkpoint(tmp_path / "pooled.pth", list(LABELS), seed=1)),
     ]
+    only_other = _store(tmp_path / "only_other", ["OTHER"] * 4, [0, 1])  # e.g. unlabelled WFDB records
     test_sets = [
         HeldOutSplit("single", single, list(range(6))),
         HeldOutSplit("twelve", twelve, list(range(10))),
         HeldOutSplit("x", None, gap="no splits.json on disk"),
+        HeldOutSplit("only_other", only_other, [0, 1, 2, 3]),
     ]
     matrix = build_matrix(models, test_sets, report, CPU)
-    assert len(matrix.cells) == 9
+    assert len(matrix.cells) == 12
     gaps = {(cell.model, cell.test_set): cell.gap for cell in matrix.cells if cell.status == "gap"}
-    assert set(gaps) == {("twelve", "single"), ("twelve", "twelve"), ("twelve", "x"), ("single", "x"), ("pooled", "x")}
+    missing = {("twelve", "single"), ("twelve", "twelve"), ("twelve", "x"), ("twelve", "only_other")}
+    assert set(gaps) == missing | {("single", "x"), ("pooled", "x"), ("single", "only_other"), ("pooled", "only_other")}
+    # one class to choose from: every prediction would be right, so the cell is a gap, not a 1.0
+    assert gaps["pooled", "only_other"].startswith("nothing to measure")
     cell = matrix.cell("single", "twelve")
     assert cell.records == 10 and cell.classes == ["AF", "NORM", "OTHER"]  # classes known to both
     assert cell.leaked_records == 1 and cell.leaked_record_ids == [leaked.record_id]
@@ -164,7 +169,7 @@ def test_matrix_scores_every_model_on_every_test_split_with_gaps_and_leaks(two_s
     pooled_on_single = matrix.cell("pooled", "single")
     assert set(pooled_on_single.per_class) <= {"AF", "NORM", "OTHER"} and pooled_on_single.leaked_records == 0
     table = matrix.table()
-    assert len(table) == 9 and {"f1_MI", "ci_low", "leaked_records"} <= set(table.columns)
+    assert len(table) == 12 and {"f1_MI", "ci_low", "leaked_records"} <= set(table.columns)
 
 
 def test_lead_sets_score_twelve_lead_records_on_fewer_leads(two_stores, tmp_path):

@@ -95,6 +95,16 @@ def score_cell(
     )
 
 
+def unmeasurable_reason(model_classes: Sequence[int], vocabulary: Sequence[str]) -> str | None:
+    """Why a model cannot be measured on a dataset at all, or None: predictions are made among the classes
+    both know, so with fewer than two every prediction is forced (a dataset labelling only OTHER would
+    score any model 1.0)."""
+    common = [LABELS[index] for index in model_classes if LABELS[index] in vocabulary]
+    if len(common) >= 2:
+        return None
+    return f"nothing to measure: the model and the test dataset share {len(common)} class(es) ({', '.join(common)})"
+
+
 @dataclass
 class ModelSource:
     """A model to put in the matrix: its checkpoint (None when there is none) and what it learnt from."""
@@ -249,10 +259,12 @@ def _score(
     store = test_set.store
     assert store is not None
     probabilities, y_true, _ = score_positions(scoring, store, test_set.positions, settings)
-    score = score_cell(probabilities, y_true, scoring.trained_classes, test_set.vocabulary)
+    unmeasurable = unmeasurable_reason(scoring.trained_classes, test_set.vocabulary)
+    score = None if unmeasurable else score_cell(probabilities, y_true, scoring.trained_classes, test_set.vocabulary)
     if score is None:
         known = ", ".join(LABELS[index] for index in scoring.trained_classes)
-        return Cell(source.name, test_set.dataset, "gap", gap=f"the model knows none of its classes (it knows {known})")
+        reason = unmeasurable or f"the model knows none of its test records' classes (it knows {known})"
+        return Cell(source.name, test_set.dataset, "gap", gap=reason)
     record_ids = store.index["record_id"].tolist()
     leaked = [
         ordinal
@@ -297,7 +309,7 @@ def lead_set_scores(
     (e.g. "lead I only" on 12-lead records next to "all 12 leads" on the same records)."""
     rows = []
     for test_set in test_sets:
-        if test_set.gap or test_set.store is None:
+        if test_set.gap or test_set.store is None or unmeasurable_reason(scoring.trained_classes, test_set.vocabulary):
             continue
         store = test_set.store
         positions = np.asarray(test_set.positions, dtype=np.int64)
