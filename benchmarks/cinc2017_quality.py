@@ -73,7 +73,13 @@ def run_quality(data_dir: Path, work_dir: Path, config: dict | None = None) -> Q
     )
     wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
     outputs = evaluate_checkpoint(
-        store, splits, result.best_checkpoint, settings, work_dir / "test_metrics.json", work_dir / "figures"
+        store,
+        splits,
+        result.best_checkpoint,
+        settings,
+        work_dir / "test_metrics.json",
+        work_dir / "figures",
+        training_log=work_dir / "training_log.json",
     )
     per_class = outputs.metrics["per_class"]
     nao = sum(per_class[label]["f1"] for label in NAO) / len(NAO)

@@ -7,8 +7,10 @@ from ecg_assets.defs.assets import ecg_assets
 from ecg_assets.defs.automation import ecg_schedules, ecg_sensors
 from ecg_assets.defs.checks import ecg_checks
 from ecg_assets.defs.jobs import ecg_jobs, ecg_pipeline_job, retrain_job
+from ecg_assets.defs.partitions import register_present_datasets
 from ecg_assets.defs.pooled import pooled_assets, pooled_checks, pooled_jobs
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
+from ecg_assets.defs.tracking import ExperimentTrackingResource
 
 __all__ = ["build_definitions", "defs", "ecg_pipeline_job", "retrain_job", "step_executor"]
 
@@ -35,8 +37,13 @@ def build_definitions(executor: dg.ExecutorDefinition) -> dg.Definitions:
             "gpu": TorchDeviceResource(device="auto"),
             # Launches torchrun for trained_model when `gpu.processes_per_node` asks for several processes.
             "pipes_subprocess_client": dg.PipesSubprocessClient(),
+            # MLflow tracking of training and evaluation: off unless ECG_TRACKING=mlflow (defs/tracking.py).
+            "tracking": ExperimentTrackingResource.from_env(),
         },
     )
 
 
 defs = build_definitions(step_executor)
+# With an instance at hand (DAGSTER_HOME), the datasets present now are partitions before anything
+# validates a partition key, e.g. `dagster asset materialize --partition NEW` from a fresh shell.
+register_present_datasets(Settings.from_env())

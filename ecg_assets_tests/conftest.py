@@ -10,7 +10,9 @@ import pytest
 import wfdb
 
 from ecg_assets.core.demo import ensure_demo_dataset
+from ecg_assets.defs.partitions import DATASETS
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
+from ecg_assets.defs.tracking import ExperimentTrackingResource
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = (PROJECT_ROOT.parent / "shared" / "data").resolve()
@@ -39,7 +41,24 @@ def cpu_resources(artifacts_dir: Path, processes_per_node: int = 1) -> dict:
         "paths": EcgPathsResource(artifacts_dir=str(artifacts_dir)),
         "gpu": TorchDeviceResource(device="cpu", processes_per_node=processes_per_node),
         "pipes_subprocess_client": dg.PipesSubprocessClient(),
+        "tracking": ExperimentTrackingResource(),  # off: nothing imports mlflow
     }
+
+
+def register_partitions(instance: dg.DagsterInstance, *keys: str) -> dg.DagsterInstance:
+    """Register dataset partition keys in `instance` (the partitions are dynamic: unknown keys are refused)."""
+    missing = [key for key in keys if not instance.has_dynamic_partition(DATASETS, key)]
+    if missing:
+        instance.add_dynamic_partitions(DATASETS, missing)
+    return instance
+
+
+def materialize_partition(
+    assets, partition_key: str, instance: dg.DagsterInstance | None = None, **kwargs
+) -> dg.ExecuteInProcessResult:
+    """`dg.materialize` of one dataset partition, its key registered first in `instance` (ephemeral unless given)."""
+    instance = register_partitions(instance or dg.DagsterInstance.ephemeral(), partition_key)
+    return dg.materialize(assets, partition_key=partition_key, instance=instance, **kwargs)
 
 
 def write_wfdb_record(

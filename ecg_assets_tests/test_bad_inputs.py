@@ -17,7 +17,7 @@ from ecg_assets.core.signal import PreprocessConfig
 from ecg_assets.defs.assets import label_mapping, processed_records
 from ecg_assets.defs.resources import EcgPathsResource
 
-from .conftest import sine_leads, write_wfdb_record
+from .conftest import materialize_partition, sine_leads, write_wfdb_record
 
 FS = 500.0
 N = 2000  # 4 s: shorter than the 10 s window, so records are read whole and checksums are verified
@@ -235,11 +235,10 @@ def test_csv_without_required_columns_stops_the_partition_naming_them(tmp_path):
 
 def _materialize(data_dir: Path, artifacts: Path, partition: str) -> dg.ExecuteInProcessResult:
     resources = {"paths": EcgPathsResource(data_dir=str(data_dir), artifacts_dir=str(artifacts))}
-    return dg.materialize([label_mapping, processed_records], partition_key=partition, resources=resources)
+    return materialize_partition([label_mapping, processed_records], partition_key=partition, resources=resources)
 
 
-# The partition keys are fixed when the code location loads (the demo's two names in tests), so the
-# asset-level tests put their generated real-format datasets in folders carrying those names.
+# Generated real-format datasets in folders carrying the demo's names: a folder under data_dir wins over the demo.
 WFDB_PARTITION, CINC2017_PARTITION = "demo_cinc2021", "demo_cinc2017"
 
 

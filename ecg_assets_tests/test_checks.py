@@ -16,7 +16,7 @@ from ecg_assets.defs import checks
 from ecg_assets.defs.assets import ecg_assets
 from ecg_assets.defs.resources import EcgPathsResource
 
-from .conftest import cpu_resources
+from .conftest import cpu_resources, materialize_partition
 
 TINY_TRAINING = {"epochs": 1, "batch_size": 16, "base_channels": 8}
 SMOKE = {"processed_records": {"config": {"smoke_test": True}}}
@@ -30,7 +30,7 @@ WARNING_ONLY = {"processed_records:failed_record_share_is_low", "test_metrics:ma
 
 
 def _run(tmp_path, partition, run_config, instance=None):
-    return dg.materialize(
+    return materialize_partition(
         [*ecg_assets, *checks.ecg_checks],
         partition_key=partition,
         resources=cpu_resources(tmp_path),
@@ -93,7 +93,7 @@ def test_a_failing_blocking_check_stops_training_in_the_same_run(tmp_path):
 def smoke_artifacts(tmp_path_factory):
     """label_mapping, processed_records and splits of the demo_cinc2017 smoke test (10 records), once."""
     root = tmp_path_factory.mktemp("check_artifacts")
-    result = dg.materialize(
+    result = materialize_partition(
         ecg_assets[:3],
         partition_key="demo_cinc2017",
         resources={"paths": EcgPathsResource(artifacts_dir=str(root))},
@@ -199,3 +199,25 @@ def test_majority_baseline_check(tmp_path, macro_f1, passed):
     artifacts.test_metrics.write_text(json.dumps({"macro_f1": macro_f1, "majority_class_macro_f1": 0.3333}))
     result = checks.majority_baseline_result(artifacts)
     assert result.passed is passed and result.severity == dg.AssetCheckSeverity.WARN
+
+
+def test_each_checks_op_opens_the_store_once_and_splits_declares_the_label_mapping(tmp_path, monkeypatch):
+    opened = []
+
+    class CountingStore(RecordStore):
+        def __init__(self, *args, **kwargs):
+            opened.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(checks, "RecordStore", CountingStore)
+    result = materialize_partition(
+        [*ecg_assets[:3], checks.processed_records_checks, checks.splits_checks],
+        partition_key="demo_cinc2017",
+        resources={"paths": EcgPathsResource(artifacts_dir=str(tmp_path))},
+        run_config={"ops": SMOKE},
+    )
+    assert result.success and len(result.get_asset_check_evaluations()) == 5
+    assert len(opened) == 2  # one per checks op, not one per check
+
+    parents = defs.resolve_asset_graph().get(dg.AssetKey("splits")).parent_keys
+    assert dg.AssetKey("label_mapping") in parents  # splits reads label_mapping.csv

@@ -1,5 +1,6 @@
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,3 +177,24 @@ def test_path_checks_follow_a_repointed_dataset_link_and_new_links_inside_it(tmp
     (second / "ok.mat").write_bytes(b"x")
     (second / "sub").symlink_to(second)  # a link that stays inside is fine
     assert resolve_inside(link, "sub/ok.mat") == second / "ok.mat"
+
+
+def test_readers_use_only_the_public_wfdb_api():
+    """wfdb is not pinned: a private function (`wfdb.io._signal._rd_segment`) could change in any release."""
+    import ecg_assets.core.readers as readers
+
+    source = Path(readers.__file__).read_text()
+    assert not re.search(r"wfdb\.io\._|from wfdb\.io import _|\._rd_", source)
+
+
+def test_an_upper_case_header_and_a_header_without_length_read_like_the_plain_header(tmp_path):
+    header = write_wfdb_record(tmp_path / "d", "r1", sine_leads(2, 6000, 500.0), 500.0, ["I", "II"])
+    dataset_format = detect_format(tmp_path / "d")
+    plain = dataset_format.read(tmp_path / "d", RecordEntry("r1", "r1.hea"), max_duration_s=10.0)
+    lines = header.read_text().splitlines()
+    (tmp_path / "d" / "r2.HEA").write_text("\n".join([lines[0].replace("r1", "r2", 1), *lines[1:]]) + "\n")
+    (tmp_path / "d" / "r3.hea").write_text("\n".join([" ".join(lines[0].split()[:3]), *lines[1:]]) + "\n")
+    for name in ("r2.HEA", "r3.hea"):
+        other = dataset_format.read(tmp_path / "d", RecordEntry(name, name), max_duration_s=10.0)
+        np.testing.assert_array_equal(other.signal, plain.signal)
+        assert other.original_samples == 6000 and other.files[1:] == plain.files[1:]

@@ -10,7 +10,7 @@ from ecg_assets.defs.assets import ecg_assets, trained_model
 from ecg_assets.defs.partitions import dataset_partitions
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 
-from .conftest import cpu_resources
+from .conftest import cpu_resources, materialize_partition
 
 FAST_TRAINING = {"epochs": 2, "batch_size": 16, "base_channels": 8}
 
@@ -24,12 +24,13 @@ def test_definitions_load_with_the_assets_and_the_pipeline_job():
 
 def test_all_assets_share_one_partitions_definition_and_form_a_chain():
     assert all(asset.partitions_def is dataset_partitions for asset in ecg_assets)
-    assert dataset_partitions.get_partition_keys() == ["demo_cinc2017", "demo_cinc2021"]
+    assert isinstance(dataset_partitions, dg.DynamicPartitionsDefinition) and dataset_partitions.name == "datasets"
     graph = defs.resolve_asset_graph()
     chain = ["label_mapping", "processed_records", "splits", "trained_model", "test_metrics"]
     for upstream, downstream in zip(chain, chain[1:]):
         parents = {key.to_user_string() for key in graph.get(dg.AssetKey(downstream)).parent_keys}
-        assert parents == {upstream}
+        # splits reads label_mapping.csv too (PTB-XL strat_fold), and says so
+        assert parents == ({upstream, "label_mapping"} if downstream == "splits" else {upstream})
 
 
 def test_training_asset_uses_gpu_resource_pool_and_k8s_tags():
@@ -41,15 +42,40 @@ def test_training_asset_uses_gpu_resource_pool_and_k8s_tags():
     assert limits["nvidia.com/gpu"] == "1"
 
 
-def test_device_resource_falls_back_to_cpu_without_cuda():
-    settings = TorchDeviceResource(device="auto").device_settings()
-    assert settings.device.type in ("cpu", "cuda")
+def test_device_resolution_falls_back_to_cpu_once_and_is_shared_with_predict(monkeypatch, caplog):
+    import torch
+
+    from ecg_assets.core import devices, inference
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(devices, "_warned_cpu_fallback", False)
+    with caplog.at_level("WARNING", logger="ecg_assets.core.devices"):
+        settings = [TorchDeviceResource(device="auto").device_settings() for _ in range(3)]
+    assert [setting.device.type for setting in settings] == ["cpu"] * 3
+    assert settings[0] == devices.resolve_device("cpu")  # same settings as asking for the CPU
+    (warning,) = [record.getMessage() for record in caplog.records]  # once per process, not once per step
+    assert "resources.gpu.config.device" in warning
+    with pytest.raises(RuntimeError, match="device='cuda' was requested"):
+        TorchDeviceResource(device="cuda").device_settings()
+    assert inference.resolve_device is devices.resolve_device  # predict resolves --device the same way
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    cuda = TorchDeviceResource(device="auto").device_settings()
+    assert (cuda.device.type, cuda.amp_dtype, cuda.pin_memory, cuda.prefetch_batches, cuda.compile) == (
+        "cuda",
+        torch.bfloat16,
+        True,
+        2,
+        True,
+    )
+    assert TorchDeviceResource(device="cpu").device_settings() == devices.resolve_device("cpu")
     assert TorchDeviceResource(device="cpu").device_settings().amp_dtype is None
 
 
 @pytest.mark.slow
 def test_demo_partition_materializes_end_to_end(tmp_path):
-    result = dg.materialize(
+    result = materialize_partition(
         ecg_assets,
         partition_key="demo_cinc2021",
         resources=cpu_resources(tmp_path),
@@ -89,7 +115,7 @@ def test_demo_partition_materializes_end_to_end(tmp_path):
 
 def test_smoke_test_processes_ten_records(tmp_path):
     resources = {"paths": EcgPathsResource(artifacts_dir=str(tmp_path))}
-    result = dg.materialize(
+    result = materialize_partition(
         ecg_assets[:2],
         partition_key="demo_cinc2017",
         resources=resources,
@@ -102,7 +128,7 @@ def test_smoke_test_processes_ten_records(tmp_path):
 @pytest.mark.slow
 def test_a_cross_validated_ensemble_is_one_asset_with_metadata_per_member(tmp_path):
     training = {**FAST_TRAINING, "ensemble_members": 3}
-    result = dg.materialize(
+    result = materialize_partition(
         ecg_assets,
         partition_key="demo_cinc2021",
         resources=cpu_resources(tmp_path),

@@ -19,7 +19,7 @@ from ecg_assets.defs.assets import ecg_assets
 from ecg_assets.defs.resources import TorchDeviceResource
 from ecg_assets.defs.torchrun import torchrun_command
 
-from .conftest import PROJECT_ROOT, cpu_resources
+from .conftest import PROJECT_ROOT, cpu_resources, materialize_partition
 
 CPU = DeviceSettings(device=torch.device("cpu"))
 RUNNER = "ecg_assets_tests.torchrun_training"
@@ -187,7 +187,7 @@ def test_trained_model_asset_launches_torchrun_through_pipes(tmp_path):
     members = 2
     instance = dg.DagsterInstance.ephemeral()
     training = {"epochs": 2, "batch_size": 4, "base_channels": 8, "log_every_batches": 1, "ensemble_members": members}
-    result = dg.materialize(
+    result = materialize_partition(
         ecg_assets,
         partition_key="demo_cinc2017",
         resources=cpu_resources(tmp_path, processes_per_node=2),

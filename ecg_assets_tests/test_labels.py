@@ -1,13 +1,7 @@
 import pytest
 
-from ecg_assets.core.labels import (
-    LABELS,
-    LabelMappingError,
-    highest_priority,
-    map_cinc2017,
-    map_snomed,
-    read_label_overrides,
-)
+from ecg_assets.core.labels import LABELS, LabelMappingError, highest_priority, map_cinc2017, map_snomed
+from ecg_assets.core.overrides import overrides_for_dataset, read_label_overrides
 
 
 def test_vocabulary():
@@ -71,3 +65,19 @@ def test_missing_columns_is_an_error_naming_them(tmp_path):
     csv.write_text("record,label\nr1,AF\n")
     with pytest.raises(LabelMappingError, match="dataset, record_id, mapped_label"):
         read_label_overrides(csv, "d")
+
+
+@pytest.mark.parametrize("code, label", [("n", "NORM"), ("a", "AF"), ("o", "OTHER"), (" N ", "NORM")])
+def test_cinc2017_classes_in_either_case(code, label):
+    assert map_cinc2017((code,)).label == label
+
+
+def test_override_dataset_column_matches_ignoring_case_and_reports_rows_of_no_dataset(tmp_path):
+    csv = tmp_path / "unified_label_mapping.csv"
+    csv.write_text("dataset,record_id,mapped_label\nCinC2017,r1,AF\ncinc2021,r2,MI\ncinc_2017,r3,NORM\n,r4,BBB\n")
+    found = overrides_for_dataset(csv, "cinc2017", ["cinc2017", "cinc2021"])
+    assert [(row.record_id, row.label, row.line) for row in found.rows] == [("r1", "AF", 2), ("r4", "BBB", 5)]
+    assert found.problems == [
+        ("r3", "unified_label_mapping.csv line 4: dataset 'cinc_2017' matches no dataset folder "
+         "(known: cinc2017, cinc2021); row ignored")
+    ]

@@ -13,6 +13,8 @@ from ecg_assets.core.store import RecordStoreWriter
 from ecg_assets.defs import assets, metadata
 from ecg_assets.defs.resources import EcgPathsResource
 
+from .conftest import register_partitions
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -125,6 +127,7 @@ def test_a_code_change_marks_the_asset_stale_and_after_it_reruns_its_downstream(
         }
 
     with dg.instance_for_test() as instance:
+        register_partitions(instance, "demo_cinc2017")
         kwargs = {"partition_key": "demo_cinc2017", "resources": resources, "run_config": run_config}
         assert dg.materialize([label_mapping, processed_records, splits], instance=instance, **kwargs).success
         assert status(instance, [label_mapping, processed_records, splits]) == {"processed_records": [], "splits": []}
@@ -137,3 +140,117 @@ def test_a_code_change_marks_the_asset_stale_and_after_it_reruns_its_downstream(
             "processed_records": [],
             "splits": ["has a new dependency data version"],
         }
+
+
+# --- what a user reads on the asset pages --------------------------------------------------------
+
+
+def test_empty_tables_say_none_in_words_and_sizes_are_human():
+    import pandas as pd
+
+    assert metadata.markdown_table(pd.DataFrame(columns=["record_id", "reason"])).value == "none"
+    assert metadata.reasons_table([]).value == "none"
+    assert metadata.counts_table({}, "warning").value == "none"
+    assert metadata.counts_table({"a": 2}, "warning").value.startswith("| warning | records |")
+    assert [metadata.human_size(n) for n in (0, 999, 1500, 41_300_000, 3 * 10**12)] == [
+        "0 B",
+        "999 B",
+        "1.5 kB",
+        "41.3 MB",
+        "3.0 TB",
+    ]
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Every figure the plots module saves, kept open for inspection."""
+    from ecg_assets.core import plots
+
+    saved = []
+    original = plots._save
+
+    def keep(figure, path, dpi=110):
+        saved.append(figure)
+        texts = [figure._suptitle.get_text() if figure._suptitle else ""] + [a.get_title() for a in figure.axes]
+        figure.ecg_titles = " ".join(texts)
+        figure.ecg_row_labels = {axis.get_ylabel() for axis in figure.axes if axis.get_ylabel()}
+        return original(figure, path, dpi)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return saved
+
+
+def test_a_single_lead_grid_shows_the_lead_present_and_names_the_absent_ones_once(tmp_path, figures):
+    rng = np.random.default_rng(1)
+    with RecordStoreWriter(tmp_path / "processed", (12, 500)) as writer:
+        for position, label in enumerate(["AF", "NORM"]):
+            writer.append(
+                rng.normal(size=(12, 500)).astype(np.float32),
+                {"record_id": f"r{position}", "label": label, "lead_mask": "1" + "0" * 11},
+            )
+        single_lead = writer.commit()
+    metadata.example_waveforms(single_lead, 50.0, tmp_path / "waves.png", dataset="ward_a")
+    (figure,) = figures
+    assert len(figure.axes) == 2  # one row (lead I) x two records, not twelve rows of "missing"
+    assert figure.ecg_row_labels == {"I"}
+    assert "ward_a" in figure.ecg_titles
+    assert "not recorded in these examples: II, III, aVR, aVL, aVF, V1, V2, V3, V4, V5, V6" in figure.ecg_titles
+
+
+def test_every_figure_title_names_its_dataset(store, tmp_path, figures):
+    from ecg_assets.core import plots
+
+    history = [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.1, "val_macro_f1": 0.4}]
+    metadata.example_waveforms(store, 50.0, tmp_path / "a.png", dataset="ward_a")
+    metadata.recording_distributions(store, tmp_path / "b.png", dataset="ward_a")
+    metadata.training_history(history, tmp_path / "c.png", dataset="ward_a")
+    plots.plot_f1_scores({"AF": {"f1": 0.5, "support": 3}}, dataset="ward_a")
+    plots.plot_confusion_matrix([[1, 0], [0, 1]], ["AF", "NORM"], dataset="ward_a")
+    assert len(figures) == 5 and all("ward_a" in figure.ecg_titles for figure in figures)
+
+
+@pytest.mark.slow
+def test_demo_metadata_says_synthetic_everywhere_and_test_metrics_plots_the_whole_training_log(tmp_path, figures):
+    """The numbers people quote (splits, model, metrics) say SYNTHETIC; the history figure is the full log."""
+    import json
+
+    from ecg_assets.core import plots
+    from ecg_assets.defs.checks import ecg_checks
+
+    from .conftest import cpu_resources
+
+    partition = "demo_cinc2017"
+    run_config = {
+        "ops": {
+            "processed_records": {"config": {"smoke_test": True}},
+            "trained_model": {"config": {"epochs": 2, "batch_size": 4, "base_channels": 8}},
+        }
+    }
+    with dg.instance_for_test() as instance:
+        register_partitions(instance, partition)
+        kwargs = {"partition_key": partition, "resources": cpu_resources(tmp_path), "instance": instance}
+        result = dg.materialize([*assets.ecg_assets, *ecg_checks], run_config=run_config, **kwargs)
+        assert result.success
+        for event in result.get_asset_materialization_events():
+            note = event.materialization.metadata["dataset"].value
+            assert note.startswith("SYNTHETIC demo data"), (event.asset_key, note)
+        per_class = result.asset_materializations_for_node("test_metrics")[0].metadata["per_class"].value
+        header, _, *rows = per_class.splitlines()
+        column = [cell.strip() for cell in header.split("|")].index("support")
+        supports = [row.split("|")[column].strip() for row in rows]
+        assert supports and all(support.isdigit() for support in supports), per_class  # counts, not 3.0
+
+        # Training went on after the best epoch: the log has an epoch the best checkpoint's history lacks.
+        log_path = tmp_path / partition / "training_log.json"
+        log = json.loads(log_path.read_text())
+        log["epochs"].append({**log["epochs"][-1], "epoch": len(log["epochs"]) + 1, "val_macro_f1": 0.01})
+        log_path.write_text(json.dumps(log))
+        figures.clear()
+        rerun = dg.materialize(assets.ecg_assets, selection=[assets.test_metrics], **kwargs)
+        assert rerun.success
+    (history,) = [figure for figure in figures if "training history" in figure.ecg_titles]
+    assert f"{partition}: training history, 3 epoch(s)" in history.ecg_titles
+    expected = plots.plot_training_history(log["epochs"], dataset=partition)
+    assert (tmp_path / partition / "figures" / "training_history.png").read_bytes() == expected
+    embedded = rerun.asset_materializations_for_node("test_metrics")[0].metadata["training_history"]
+    assert _embedded_png(embedded) == expected

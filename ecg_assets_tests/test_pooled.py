@@ -373,27 +373,28 @@ def test_a_torchrun_job_carries_the_pooled_store(two_stores, tmp_path):
 
 
 def test_ecg_assets_materialize_runs_each_chain_then_the_across_dataset_assets_once(monkeypatch, tmp_path):
-    import subprocess
-
     from ecg_assets.cli import main as cli
 
     calls = []
-
-    def record(command, env):
-        calls.append(command)
-        return subprocess.CompletedProcess(command, 0)
-
-    monkeypatch.setattr(subprocess, "run", record)
+    monkeypatch.setattr(cli, "run_dagster", lambda command, env, verbose=False: calls.append(command) or 0)
+    monkeypatch.setattr(cli.summary, "summarize", lambda settings, partitions: "")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("ECG_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
     monkeypatch.delenv("ECG_DATA_DIR", raising=False)  # the demo's two partitions
-    assert cli.main(["materialize"]) == 0
-    selections = [(command[command.index("--select") + 1], "--partition" in command) for command in calls]
-    across = ("pooled_model,generalisation_matrix", False)
-    assert selections == [("*test_metrics", True), ("*test_metrics", True), across]
-    calls.clear()
+
+    def runs():
+        found = [(command[command.index("--job") + 1], "--partition" in command, command) for command in calls]
+        calls.clear()
+        return found
+
+    training = {"ops": {"trained_model": {"config": {"epochs": 3}}}}
+    assert cli.main(["materialize", "--config-json", json.dumps(training)]) == 0
+    (first, second, across) = runs()
+    assert first[:2] == second[:2] == ("ecg_pipeline", True) and across[:2] == ("pooled_and_matrix", False)
+    config = json.loads(across[2][across[2].index("--config-json") + 1])
+    assert config == {"ops": {"pooled_model": {"config": {"epochs": 3}}}}  # the partitions' training config
     assert cli.main(["materialize", "-p", "demo_cinc2017"]) == 0  # one partition: its chain only
-    assert [command[command.index("--select") + 1] for command in calls] == ["*test_metrics"]
+    assert [job for job, _, _ in runs()] == ["ecg_pipeline"]
 
 
 def test_the_diagonal_check_compares_each_diagonal_cell_with_test_metrics(tmp_path):

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -88,3 +90,55 @@ def test_training_resumes_across_an_unchanged_reprocessing(trained):
     config = TrainingConfig(epochs=1, batch_size=8, base_channels=8, inference_stride_s=4.0)
     result = train_model(again, {"train": everything, "val": everything}, config, CPU, tmp / "models", tmp / "log.json")
     assert result.already_complete  # same content: the finished run is recognised, not repeated
+
+
+def _copy_without_labels(folder, target):
+    target.mkdir()
+    for path in folder.glob("*.mat"):
+        (target / path.name).write_bytes(path.read_bytes())
+    return target
+
+
+@pytest.mark.parametrize("dataset_yaml", [None, "format: cinc2017\n"])
+def test_a_folder_of_unlabelled_recordings_is_scored(trained, tmp_path, dataset_yaml):
+    folder, store, checkpoint, _ = trained
+    new = _copy_without_labels(folder, tmp_path / "new_recordings")  # no REFERENCE: recordings to score
+    if dataset_yaml:
+        (new / "dataset.yaml").write_text(dataset_yaml)
+    assert main(["--model", str(checkpoint), "--input", str(new), "--output", str(tmp_path / "p.csv")]) == 0
+    table = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    assert sorted(table["record_id"]) == sorted(store.index["record_id"]) and (table["error"] == "").all()
+    assert set(table["predicted_label"]) <= {"AF", "NORM", "OTHER"}
+
+
+_NOT_UTF8_REFERENCE = {"A00001.mat": b"x", "REFERENCE.csv": b"A\xe91,N\n"}
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda folder: (folder / "notes.txt").write_text("hello"), "no supported format recognised"),
+        (
+            lambda folder: (folder / "r1.mat").write_bytes(b"MATLAB 5.0"),
+            "MAT files without WFDB headers need sampling_rate and lead_names stated in dataset.yaml",
+        ),
+        (
+            lambda folder: (folder / "dataset.yaml").write_text("format: edf\n"),
+            "dataset.yaml: unknown format 'edf'",
+        ),
+        (
+            lambda folder: [(folder / name).write_bytes(data) for name, data in _NOT_UTF8_REFERENCE.items()],
+            r"REFERENCE.csv is not valid UTF-8 text: byte 0xe9 at offset 1 \(line 1\)",
+        ),
+    ],
+    ids=["unknown layout", "mat without dataset.yaml", "invalid dataset.yaml", "reference not utf-8"],
+)
+def test_a_folder_that_cannot_be_read_is_one_line_and_exit_code_2(trained, tmp_path, caplog, make, message):
+    _, _, checkpoint, _ = trained
+    folder = tmp_path / "input"
+    folder.mkdir()
+    make(folder)
+    assert main(["--model", str(checkpoint), "--input", str(folder), "--output", str(tmp_path / "p.csv")]) == 2
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1 and "\n" not in errors[0] and re.search(message, errors[0]), errors
+    assert not (tmp_path / "p.csv").exists()

@@ -146,7 +146,8 @@ def test_changed_settings_reprocess_everything(demo_root, tmp_path):
     folder = _small_cinc2017(demo_root, tmp_path / "d", n=4)
     _process(folder, tmp_path / "out")
     store, report = _process(folder, tmp_path / "out", config=RecordProcessingConfig(training_window_s=0))
-    assert report.reused == 0 and report.full_reprocess_reason == "preprocessing settings changed"
+    assert report.reused == 0
+    assert report.full_reprocess_reason == "preprocessing settings changed (training_window_s: 60.0 -> 0.0)"
     assert store.manifest["windows_file"] is None and not store.window_samples.any()
 
 

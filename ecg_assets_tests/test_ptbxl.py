@@ -13,7 +13,7 @@ from ecg_assets.core.preprocessing import process_records
 from ecg_assets.core.signal import PreprocessConfig
 from ecg_assets.core.splits import METHOD_STRAT_FOLD, SplitConfig, assign_splits, strat_folds_for
 
-from .conftest import sine_leads, write_wfdb_record
+from .conftest import materialize_partition, sine_leads, write_wfdb_record
 
 # The columns of PhysioNet's ptbxl_database.csv (v1.0.3), in order.
 DATABASE_COLUMNS = (
@@ -191,15 +191,13 @@ def test_csv_without_required_columns_is_an_error_naming_them(tmp_path, file_nam
 def test_splits_asset_reads_strat_fold_from_the_label_mapping(tmp_path):
     import json
 
-    import dagster as dg
-
     from ecg_assets.defs.assets import label_mapping, processed_records, splits
     from ecg_assets.defs.resources import EcgPathsResource
 
     # Partition keys are fixed at load time (the demo's names in tests): the PTB-XL folder takes one of them.
     write_ptbxl(tmp_path / "data" / "demo_cinc2017")
     paths = EcgPathsResource(data_dir=str(tmp_path / "data"), artifacts_dir=str(tmp_path / "artifacts"))
-    result = dg.materialize(
+    result = materialize_partition(
         [label_mapping, processed_records, splits], partition_key="demo_cinc2017", resources={"paths": paths}
     )
     assert result.asset_materializations_for_node("splits")[0].metadata["method"].value == METHOD_STRAT_FOLD

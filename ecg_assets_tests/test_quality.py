@@ -100,3 +100,11 @@ def test_failed_share():
     assert failed_share(processed=199, failed=1) == pytest.approx(0.005)
     assert failed_share(processed=0, failed=0) == 0.0
     assert failed_share(processed=0, failed=3) == 1.0
+
+
+def test_a_record_id_on_several_mapping_rows_is_expected_once_with_its_first_label():
+    expected = pd.DataFrame({"record_id": ["A1", "A2", "A1"], "mapped_label": ["NORM", "AF", "OTHER"]})
+    processed = pd.DataFrame({"record_id": ["A1", "A2"], "label": ["NORM", "AF"]})
+    comparison = compare_label_distribution(expected, processed, failed_ids=["A1"])  # the later row, skipped
+    assert comparison.matches and comparison.repeated_rows == ["A1"]
+    assert comparison.table.set_index("label")["difference"].tolist() == [0, 0]

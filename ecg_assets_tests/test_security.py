@@ -29,7 +29,7 @@ from ecg_assets.core.store import RecordStore
 from ecg_assets.defs.assets import ecg_assets, label_mapping, processed_records, test_metrics, trained_model
 from ecg_assets.defs.resources import EcgPathsResource
 
-from .conftest import PROJECT_ROOT, cpu_resources, sine_leads, write_wfdb_record
+from .conftest import PROJECT_ROOT, cpu_resources, materialize_partition, sine_leads, write_wfdb_record
 
 STDLIB = sysconfig.get_paths()["stdlib"]
 PACKAGE = str(PROJECT_ROOT / "ecg_assets") + os.sep
@@ -143,7 +143,7 @@ def hostile(tmp_path, demo_root):
 
 def _materialize(data: Path, artifacts: Path, partition: str, assets=(label_mapping, processed_records), **kwargs):
     resources = {"paths": EcgPathsResource(data_dir=str(data), artifacts_dir=str(artifacts))}
-    return dg.materialize(list(assets), partition_key=partition, resources=resources, **kwargs)
+    return materialize_partition(list(assets), partition_key=partition, resources=resources, **kwargs)
 
 
 def test_hostile_names_and_links_read_nothing_outside_and_write_nothing_outside_the_artifacts(
@@ -355,7 +355,7 @@ def test_test_metrics_refuses_a_checkpoint_replaced_after_training(tmp_path):
     artifacts = tmp_path / "artifacts"
     partition = "demo_cinc2017"
     with dg.instance_for_test() as instance:
-        trained = dg.materialize(
+        trained = materialize_partition(
             [a for a in ecg_assets if a.key != test_metrics.key],
             partition_key=partition,
             resources=cpu_resources(artifacts),
@@ -368,7 +368,7 @@ def test_test_metrics_refuses_a_checkpoint_replaced_after_training(tmp_path):
         checkpoint["model_state"] = {key: value * 0 for key, value in checkpoint["model_state"].items()}
         save_checkpoint(best, checkpoint)  # a swapped model that still loads and fits the architecture
 
-        refused = dg.materialize(
+        refused = materialize_partition(
             [test_metrics, trained_model],
             selection=[test_metrics.key],
             partition_key=partition,
@@ -434,7 +434,7 @@ def test_secrets_in_the_environment_stay_out_of_every_log_and_artifact(tmp_path,
         monkeypatch.setenv(name, secret)
     artifacts = tmp_path / "artifacts"
     with dg.instance_for_test() as instance:
-        result = dg.materialize(
+        result = materialize_partition(
             ecg_assets,
             partition_key="demo_cinc2021",
             resources=cpu_resources(artifacts),

@@ -32,6 +32,7 @@ def toy_store(tmp_path):
     return store, splits, tmp_path
 
 
+@pytest.mark.slow  # a full training loop
 def test_training_writes_checkpoints_and_log(toy_store):
     store, splits, tmp = toy_store
     result = train_model(store, splits, TrainingConfig(**FAST), CPU, tmp / "models", tmp / "training_log.json")
@@ -44,6 +45,7 @@ def test_training_writes_checkpoints_and_log(toy_store):
     assert latest["class_mask"] == [False, True, False, True, True]
 
 
+@pytest.mark.slow  # a full training loop
 def test_rerun_with_same_config_does_not_retrain_and_changed_config_starts_fresh(toy_store):
     store, splits, tmp = toy_store
     train_model(store, splits, TrainingConfig(**FAST), CPU, tmp / "models", tmp / "log.json")
@@ -54,6 +56,7 @@ def test_rerun_with_same_config_does_not_retrain_and_changed_config_starts_fresh
     assert any("starting fresh" in note for note in changed.notes)
 
 
+@pytest.mark.slow  # a full training loop
 def test_interrupted_run_resumes_to_the_same_weights(toy_store, monkeypatch):
     store, splits, tmp = toy_store
     config = TrainingConfig(**{**FAST, "epochs": 3})
@@ -80,6 +83,7 @@ def test_interrupted_run_resumes_to_the_same_weights(toy_store, monkeypatch):
     assert all(torch.equal(expected[key], got[key]) for key in expected)  # same seed on CPU: identical
 
 
+@pytest.mark.slow  # a full training loop
 def test_evaluation_writes_metrics_and_figures(toy_store):
     store, splits, tmp = toy_store
     result = train_model(store, splits, TrainingConfig(**FAST), CPU, tmp / "models", tmp / "log.json")
@@ -114,6 +118,7 @@ def test_class_weights_and_schedule():
     assert multiplier(55) == pytest.approx(0.5) and multiplier(100) == pytest.approx(0.0)
 
 
+@pytest.mark.slow  # a full training loop
 def test_early_stopping_on_validation_macro_f1(toy_store, monkeypatch, caplog):
     store, splits, tmp = toy_store
     scores = iter([0.5, 0.6, 0.55, 0.58, 0.9, 0.9])
@@ -126,6 +131,7 @@ def test_early_stopping_on_validation_macro_f1(toy_store, monkeypatch, caplog):
     assert load_checkpoint(result.best_checkpoint)["epoch"] == 2
 
 
+@pytest.mark.slow  # a full training loop
 def test_batch_progress_and_prefetch_give_the_same_run(toy_store, caplog):
     store, splits, tmp = toy_store
     with caplog.at_level("INFO", logger="ecg_assets"):

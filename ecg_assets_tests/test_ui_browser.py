@@ -1,7 +1,11 @@
-"""The Dagster UI as a user sees it: a materialized demo partition served by the README's
-`ecg-assets ui` (`dagster dev` on 127.0.0.1) with a temporary DAGSTER_HOME, rendered by headless
-Chromium (the Debian package) through Playwright; plus GraphQL queries proving the schedule, the
-sensor, the jobs and the checks are registered.
+"""The Dagster UI as a user sees it: a demo partition materialized by the quick start's
+`ecg-assets materialize`, served by `ecg-assets ui` (`dagster dev -w workspace.yaml` on 127.0.0.1)
+with a temporary DAGSTER_HOME, rendered by headless Chromium (the Debian package) through
+Playwright; plus GraphQL queries proving the schedule, the sensors, the jobs, the checks, the
+code location name and the dataset partitions (which persist, and grow while the UI runs).
+
+The server runs with ECG_DATA_DIR pointing at an empty folder: the demo partitions registered
+by the quick start stay, and the last test adds a dataset folder while the server runs.
 
 Chromium missing: skipped with the reason on a developer machine, a failure under CI (`.ci/run`
 installs it).
@@ -13,7 +17,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,9 +25,8 @@ from pathlib import Path
 import pytest
 
 from .conftest import PROJECT_ROOT
-from .test_cli import DAGSTER, _env, _run
+from .test_cli import DAGSTER, ECG_ASSETS, LOCATION, _env, _run
 
-ECG_ASSETS = str(Path(sys.executable).with_name("ecg-assets"))
 PARTITION = "demo_cinc2021"
 CHAIN = ["label_mapping", "processed_records", "splits", "trained_model", "test_metrics"]
 ACROSS_DATASETS = ["pooled_model", "generalisation_matrix"]  # unpartitioned, downstream of every partition
@@ -113,20 +115,11 @@ def ui(tmp_path_factory):
     pooled model and generalisation matrix materialized after it (the other partition is a labelled gap)."""
     tmp_path = tmp_path_factory.mktemp("ui")
     env = _env(tmp_path)
-    command = [
-        DAGSTER,
-        "asset",
-        "materialize",
-        "--select",
-        "*test_metrics",
-        "--partition",
-        PARTITION,
-        "-m",
-        "ecg_assets.definitions",
-    ]
-    _run([*command, "--config-json", json.dumps(RUN_CONFIG)], env)
+    _run([ECG_ASSETS, "materialize", "-p", PARTITION, "--config-json", json.dumps(RUN_CONFIG)], env)
     across = [DAGSTER, "asset", "materialize", "--select", ",".join(ACROSS_DATASETS), "-m", "ecg_assets.definitions"]
-    _run([*across, "--config-json", json.dumps(ACROSS_RUN_CONFIG)], env)
+    _run([*across, "--config-json", json.dumps(ACROSS_RUN_CONFIG)], env)  # after the partition's chain
+    env["ECG_DATA_DIR"] = str(tmp_path / "data")  # another setting: the demo partitions must stay
+    (tmp_path / "data").mkdir()
     port = _free_port()
     log = tmp_path / "ui.log"
     with log.open("w") as log_handle:
@@ -142,7 +135,13 @@ def ui(tmp_path_factory):
     try:
         _wait_until_serving(url, server, log)
         _graphql(url, "mutation { setNuxSeen }")  # no "join the community" dialog over the screenshots
-        yield {"url": url, "artifacts": tmp_path / "artifacts", "screenshots": tmp_path / "screenshots"}
+        yield {
+            "url": url,
+            "env": env,
+            "data": tmp_path / "data",
+            "artifacts": tmp_path / "artifacts",
+            "screenshots": tmp_path / "screenshots",
+        }
     finally:
         _stop(server)
 
@@ -169,9 +168,12 @@ def test_graphql_lists_the_schedule_sensor_jobs_and_checks(ui):
     (schedule,) = repository["schedules"]
     assert schedule["name"] == "weekly_full_refresh" and schedule["cronSchedule"] == "0 3 * * 0"
     assert schedule["scheduleState"]["status"] == "STOPPED"
-    (sensor,) = repository["sensors"]
-    assert sensor["name"] == "dataset_files_sensor" and sensor["sensorState"]["status"] == "STOPPED"
-    assert [target["pipelineName"] for target in sensor["targets"]] == ["ecg_pipeline"]
+    sensors = {sensor["name"]: sensor for sensor in repository["sensors"]}
+    assert set(sensors) == {"dataset_files_sensor", "dataset_registration_sensor"}
+    assert sensors["dataset_files_sensor"]["sensorState"]["status"] == "STOPPED"
+    assert [target["pipelineName"] for target in sensors["dataset_files_sensor"]["targets"]] == ["ecg_pipeline"]
+    assert sensors["dataset_registration_sensor"]["sensorState"]["status"] == "RUNNING"  # registers, never runs
+    assert not sensors["dataset_registration_sensor"]["targets"]
     assert {"ecg_pipeline", "retrain_and_evaluate", "pooled_and_matrix"} <= {job["name"] for job in repository["jobs"]}
 
     nodes = _graphql(
@@ -209,6 +211,37 @@ def test_graphql_lists_the_schedule_sensor_jobs_and_checks(ui):
 
     limit = _graphql(ui["url"], '{ instance { concurrencyLimit(concurrencyKey: "gpu") { slotCount } } }')
     assert limit["instance"]["concurrencyLimit"]["slotCount"] == 1  # dagster.yaml's pool limit
+
+
+def _sensor_state(url: str, name: str) -> dict:
+    selector = f'{{repositoryLocationName: "{LOCATION}", repositoryName: "__repository__", sensorName: "{name}"}}'
+    query = f"{{ sensorOrError(sensorSelector: {selector}) {{ ... on Sensor {{ sensorState {{ id status }} }} }} }}"
+    return _graphql(url, query)["sensorOrError"]["sensorState"]
+
+
+def _pipeline_runs(url: str) -> list[dict]:
+    """Runs as the UI's Jobs -> ecg_pipeline -> Runs tab asks for them: by job name and code location."""
+    query = f"""{{ runsOrError(filter: {{pipelineName: "ecg_pipeline",
+                   tags: [{{key: ".dagster/repository", value: "__repository__@{LOCATION}"}}]}}) {{
+                 ... on Runs {{ results {{ runId status tags {{ key value }} }} }} }} }}"""
+    return _graphql(url, query)["runsOrError"]["results"]
+
+
+def test_the_ui_serves_one_code_location_where_the_documented_commands_act(ui):
+    locations = _graphql(ui["url"], "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")
+    assert [entry["name"] for entry in locations["workspaceOrError"]["locationEntries"]] == [LOCATION]
+    assert _sensor_state(ui["url"], "dataset_files_sensor")["status"] == "STOPPED"
+    _run([DAGSTER, "sensor", "start", "dataset_files_sensor", "-w", "workspace.yaml"], ui["env"])  # the README's
+    state = _sensor_state(ui["url"], "dataset_files_sensor")
+    assert state["status"] == "RUNNING"
+    _graphql(ui["url"], f'mutation {{ stopSensor(id: "{state["id"]}") {{ __typename }} }}')  # as the UI's toggle
+    assert _sensor_state(ui["url"], "dataset_files_sensor")["status"] == "STOPPED"
+
+
+def test_the_quick_start_run_is_listed_under_the_pipeline_job(ui):
+    (run,) = _pipeline_runs(ui["url"])
+    assert run["status"] == "SUCCESS"
+    assert {"key": "dagster/partition", "value": PARTITION} in run["tags"]
 
 
 @pytest.fixture(scope="module")
@@ -249,8 +282,9 @@ def test_asset_graph_shows_the_five_assets_in_lineage_with_partitions(ui, page):
     boxes = {name: graph.get_by_text(name, exact=True).bounding_box() for name in CHAIN}
     assert all(boxes.values()), boxes
     assert sorted(CHAIN, key=lambda name: boxes[name]["x"]) == CHAIN  # drawn left to right as a chain
-    # the chain's 4 edges, plus splits -> pooled_model, and splits, trained_model, pooled_model -> generalisation_matrix
-    assert graph.locator("path[stroke='var(--color-lineage-edge)']").count() == len(CHAIN) - 1 + 4
+    # the chain's edges, plus label_mapping -> splits (splits reads label_mapping.csv), plus splits -> pooled_model
+    # and splits, trained_model, pooled_model -> generalisation_matrix
+    assert graph.locator("path[stroke='var(--color-lineage-edge)']").count() == len(CHAIN) + 4
     assert graph.get_by_text("50% filled").count() == len(CHAIN)  # one of two partitions materialized
     left, right = boxes[CHAIN[0]], boxes[CHAIN[-1]]
     clip = {"x": left["x"] - 40, "y": left["y"] - 20, "width": right["x"] - left["x"] + 240, "height": 150}
@@ -384,6 +418,31 @@ def test_processed_records_page_renders_the_example_waveforms(ui, page):
     assert figure.evaluate("image => image.naturalWidth") > 500
     _screenshot(page, ui, "processed_records_example_waveforms")
     page.get_by_role("button", name="Close").click()
+
+
+def test_jobs_page_lists_the_quick_start_run(ui, page):
+    (run,) = _pipeline_runs(ui["url"])
+    page.goto(f"{ui['url']}/locations/{LOCATION}/jobs/ecg_pipeline/runs")
+    page.get_by_text(run["runId"][:8]).first.wait_for()
+    page.wait_for_load_state("networkidle")
+    _screenshot(page, ui, "ecg_pipeline_runs")
+
+
+def _partition_keys(url: str) -> list[str]:
+    query = '{ assetNodeOrError(assetKey: {path: ["label_mapping"]}) { ... on AssetNode { partitionKeys } } }'
+    data = _graphql(url, query)
+    return data["assetNodeOrError"]["partitionKeys"]
+
+
+def test_a_dataset_folder_added_while_the_ui_runs_becomes_a_partition_and_the_demo_stays(ui):
+    """Last in this module: it adds a partition that the page tests above do not expect."""
+    assert _partition_keys(ui["url"]) == ["demo_cinc2017", "demo_cinc2021"]  # registered under the demo setting
+    (ui["data"] / "ward_late").mkdir()
+    deadline = time.monotonic() + 600  # the registration sensor ticks every 30 s once the daemon runs
+    while "ward_late" not in _partition_keys(ui["url"]):
+        assert time.monotonic() < deadline, "the daemon's registration sensor never added ward_late"
+        time.sleep(2)
+    assert _partition_keys(ui["url"]) == ["demo_cinc2017", "demo_cinc2021", "ward_late"]
 
 
 def test_missing_chromium_is_a_skip_on_a_developer_machine_and_a_failure_in_ci(monkeypatch):

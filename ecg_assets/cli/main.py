@@ -1,13 +1,16 @@
-"""`ecg-assets`: the two everyday commands, with a persistent Dagster instance set up for you.
+"""`ecg-assets`: the everyday commands, with a persistent Dagster instance set up for you.
 
-    ecg-assets materialize            every dataset partition's chain (dagster CLI per partition), then
-                                      the pooled model and the generalisation matrix (one run)
-    ecg-assets materialize -p KEY     one partition's chain
-    ecg-assets ui                     dagster dev on http://127.0.0.1:3000
-    ecg-assets partitions             list the dataset partitions
+    ecg-assets materialize            the whole chain for every dataset present (one ecg_pipeline run each),
+                                      then the pooled model and the generalisation matrix (one run)
+    ecg-assets materialize -p KEY     one partition (repeatable); --select limits the assets, --config-json
+                                      gives run config, --job retrain_and_evaluate runs that job instead
+    ecg-assets ui                     dagster dev -w workspace.yaml on http://127.0.0.1:3000
+    ecg-assets partitions             register the datasets present and list every dataset partition
+    ecg-assets summary [-p KEY]       what each partition holds: records, splits, model, test F1, paths
 
 `DAGSTER_HOME` defaults to `./.dagster_home` (created with the project's dagster.yaml), so
-runs launched here are visible in the UI afterwards.
+runs launched here are visible in the UI afterwards, under Jobs -> ecg_pipeline of the code
+location `ecg_assets` (the name `workspace.yaml` gives it).
 """
 
 from __future__ import annotations
@@ -19,14 +22,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ecg_assets.cli import summary
+from ecg_assets.cli.run_output import run_dagster
+from ecg_assets.cli.runs import PIPELINE_JOB, PROJECT_ROOT, WORKSPACE_FILE
 from ecg_assets.core.settings import ARTIFACTS_DIR_ENV, Settings
 
-DEFINITIONS_MODULE = "ecg_assets.definitions"
-# One partition's chain. ('*' would also select the unpartitioned assets downstream of every partition.)
-PARTITION_CHAIN = "*test_metrics"
-ACROSS_DATASETS = "pooled_model,generalisation_matrix"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INSTANCE_TEMPLATE = PROJECT_ROOT / "dagster.yaml"
+# Unpartitioned: run once after every partition's chain (defs/pooled.py).
+ACROSS_DATASETS_JOB = "pooled_and_matrix"
 
 
 def prepare_environment(environ: dict[str, str]) -> dict[str, str]:
@@ -49,20 +52,80 @@ def _dagster() -> str:
     return str(Path(sys.executable).with_name("dagster"))
 
 
-def materialize(partitions: list[str], selection: str, env: dict[str, str]) -> int:
-    """Run `dagster asset materialize` once per partition; returns the number of failed partitions."""
+def materialize(
+    partitions: list[str],
+    selection: str,
+    env: dict[str, str],
+    verbose: bool = False,
+    config_json: str | None = None,
+    job_name: str = PIPELINE_JOB,
+) -> int:
+    """One run of `job_name` per partition (`python -m ecg_assets.cli.runs`); returns the number that failed.
+
+    Shows the run's own log lines and progress bars (every Dagster event with `verbose`), then the summary
+    of what the partitions now hold and the next command to try.
+    """
     failed = []
     for partition in partitions:
-        print(f"==> materializing {selection!r} for partition {partition}", flush=True)
-        command = [_dagster(), "asset", "materialize", "--select", selection, "--partition", partition]
-        if subprocess.run([*command, "-m", DEFINITIONS_MODULE], env=env).returncode != 0:
+        print(f"==> {job_name} run of {selection!r} for partition {partition}", flush=True)
+        command = [sys.executable, "-m", "ecg_assets.cli.runs", "--partition", partition, "--select", selection]
+        command += ["--job", job_name] + (["--config-json", config_json] if config_json else [])
+        if run_dagster(command, env, verbose) != 0:
             failed.append(partition)
     print(
         f"==> {len(partitions) - len(failed)}/{len(partitions)} partition(s) succeeded"
         + (f"; failed: {', '.join(failed)}" if failed else "")
     )
     print(f"    DAGSTER_HOME={env['DAGSTER_HOME']}  artifacts: {env[ARTIFACTS_DIR_ENV]}")
+    print("\n" + summary.summarize(Settings.from_env(env), partitions))
+    print("\nnext: ecg-assets ui   (the runs, lineage, metadata and figures at http://127.0.0.1:3000)")
     return len(failed)
+
+
+def across_datasets(env: dict[str, str], verbose: bool = False, config_json: str | None = None) -> int:
+    """One run of the `pooled_and_matrix` job (after every partition's chain); returns 1 when it failed.
+
+    The pooled model trains with the partitions' `trained_model` config, when `config_json` gives one.
+    """
+    import json
+
+    print(f"==> {ACROSS_DATASETS_JOB} run: the pooled model and the generalisation matrix", flush=True)
+    command = [sys.executable, "-m", "ecg_assets.cli.runs", "--job", ACROSS_DATASETS_JOB]
+    training = (json.loads(config_json or "{}").get("ops") or {}).get("trained_model")
+    if training:
+        command += ["--config-json", json.dumps({"ops": {"pooled_model": training}})]
+    return int(run_dagster(command, env, verbose) != 0)
+
+
+def list_partitions(settings: Settings) -> int:
+    """Register the datasets present, then print every registered partition key (one per line) with its folder."""
+    import dagster as dg
+
+    from ecg_assets.defs.partitions import register_datasets, registered_datasets
+
+    with dg.DagsterInstance.get() as instance:
+        added = register_datasets(instance, settings.dataset_names())
+        keys = registered_datasets(instance)
+    for key in keys:
+        try:
+            folder = settings.dataset_dir(key)
+        except ValueError:
+            print(f"{key}\t(not a valid dataset name: never materializable)")
+            continue
+        demo, present = settings.is_demo_dataset(key), folder.is_dir()
+        note = " (synthetic demo)" if demo else ("" if present else " (no folder here)")
+        print(f"{key}\t{folder}{note}")
+    if added:
+        print(f"registered {len(added)} new partition(s): {', '.join(added)}", file=sys.stderr)
+    return 0
+
+
+def _has_dataset(settings: Settings, key: str) -> bool:
+    """Whether `key` names a demo dataset or an existing dataset folder (and is a valid partition key)."""
+    try:
+        return settings.is_demo_dataset(key) or settings.dataset_dir(key).is_dir()
+    except ValueError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,41 +133,47 @@ def main(argv: list[str] | None = None) -> int:
         prog="ecg-assets", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("materialize", help="materialize assets for dataset partitions")
-    run.add_argument("-p", "--partition", action="append", help="partition key (repeatable); default: all")
+    run = commands.add_parser("materialize", help=f"run the {PIPELINE_JOB} job for dataset partitions")
     run.add_argument(
-        "--select",
-        help=f"asset selection per partition (default: {PARTITION_CHAIN!r}, the whole chain; without -p it is "
-        f"followed by one run of {ACROSS_DATASETS})",
+        "-p", "--partition", action="append", help="partition key (repeatable); default: every dataset present"
     )
-    ui = commands.add_parser("ui", help="start dagster dev bound to 127.0.0.1")
+    run.add_argument("--select", default="*", help="assets of the job to run (default: '*', all of them)")
+    run.add_argument("--job", default=PIPELINE_JOB, help="ecg_pipeline (default) or retrain_and_evaluate")
+    run.add_argument("--config-json", help="run configuration, as for `dagster asset materialize --config-json`")
+    run.add_argument("-v", "--verbose", action="store_true", help="show every Dagster event and warning")
+    ui = commands.add_parser("ui", help="start dagster dev (-w workspace.yaml) bound to 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
-    commands.add_parser("partitions", help="list dataset partitions")
+    commands.add_parser("partitions", help="register the datasets present; list every dataset partition")
+    report = commands.add_parser("summary", help="what each partition holds, read from the artifacts")
+    report.add_argument("-p", "--partition", action="append", help="partition key (repeatable); default: all")
     args = parser.parse_args(argv)
 
     env = prepare_environment(dict(os.environ))
     settings = Settings.from_env(env)
-    if args.command == "partitions":
-        print("\n".join(settings.dataset_names()))
+    if args.command == "summary":
+        print(summary.summarize(settings, args.partition))
         return 0
     if args.command == "ui":
-        command = [_dagster(), "dev", "-h", "127.0.0.1", "-p", str(args.port), "-m", DEFINITIONS_MODULE]
+        command = [_dagster(), "dev", "-h", "127.0.0.1", "-p", str(args.port), "-w", str(WORKSPACE_FILE)]
         return subprocess.run(command, env=env).returncode
+    if args.command == "partitions":
+        os.environ.update(env)  # the instance is DAGSTER_HOME's
+        return list_partitions(settings)
     partitions = args.partition or settings.dataset_names()
     if not partitions:
         print("no dataset partitions found", file=sys.stderr)
         return 1
-    unknown = sorted(set(partitions) - set(settings.dataset_names()))
-    if unknown:
+    invalid = [key for key in partitions if not _has_dataset(settings, key)]
+    if invalid:
         print(
-            f"unknown partition(s): {', '.join(unknown)}; known: {', '.join(settings.dataset_names())}", file=sys.stderr
+            f"no dataset folder for partition(s) {', '.join(invalid)} under {settings.datasets_root}; "
+            f"present: {', '.join(settings.dataset_names()) or 'none'}",
+            file=sys.stderr,
         )
         return 2
-    failed = materialize(partitions, args.select or PARTITION_CHAIN, env)
-    if args.select is None and not args.partition:
-        print(f"==> materializing {ACROSS_DATASETS!r} (every dataset)", flush=True)
-        command = [_dagster(), "asset", "materialize", "--select", ACROSS_DATASETS, "-m", DEFINITIONS_MODULE]
-        failed += subprocess.run(command, env=env).returncode != 0
+    failed = materialize(partitions, args.select, env, args.verbose, args.config_json, args.job)
+    if not args.partition and args.job == PIPELINE_JOB and args.select == "*":
+        failed += across_datasets(env, args.verbose, args.config_json)
     return 1 if failed else 0
 
 

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from ecg_assets.core.checkpoints import CheckpointError
-from ecg_assets.core.datasets import UnknownFormatError
+from ecg_assets.cli.progress import ProgressLogHandler, StageProgress
+from ecg_assets.core.datasets import DATASET_ERRORS
 from ecg_assets.core.inference import predict_folder
 
 logger = logging.getLogger("ecg_assets.predict")
@@ -24,18 +25,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, type=Path, help="a best.pth / latest.pth of this pipeline")
     parser.add_argument("--input", required=True, type=Path, help="a dataset folder in any supported format")
     parser.add_argument("--output", required=True, type=Path, help="the predictions CSV to write")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="cpu (default), cuda or auto")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(
         "--sha256", help="refuse the checkpoint unless its SHA-256 is this (trained_model's checkpoint_sha256)"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    progress = StageProgress("records")  # a bar on a terminal, a line per tenth otherwise (stderr)
+    handler = ProgressLogHandler(progress)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
-        report = predict_folder(args.model, args.input, args.output, args.device, args.batch_size, args.sha256)
-    except (CheckpointError, UnknownFormatError) as error:
-        logger.error("%s", error)
+        report = predict_folder(
+            args.model, args.input, args.output, args.device, args.batch_size, args.sha256, progress=progress
+        )
+    except (CheckpointError, *DATASET_ERRORS) as error:
+        logger.error("%s", " ".join(str(error).split()))  # one line, whatever the message holds
         return 2
+    finally:
+        progress.close()
     return 0 if report.scored or not report.failures else 1
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ecg_assets.core.atomic_io import atomic_write_json
+from ecg_assets.core.atomic_io import atomic_write_json, read_json
 from ecg_assets.core.checkpoints import file_sha256
+from ecg_assets.core.ensemble import training_histories
 from ecg_assets.core.labels import LABELS
 from ecg_assets.core.metrics import (
     bootstrap_intervals,
@@ -20,7 +21,7 @@ from ecg_assets.core.metrics import (
 from ecg_assets.core.plots import plot_confusion_matrix, plot_f1_scores, plot_training_history
 from ecg_assets.core.scoring import load_scoring_model, score_positions
 from ecg_assets.core.store import RecordStore
-from ecg_assets.core.training import DeviceSettings
+from ecg_assets.core.training import DeviceSettings, read_training_log
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +45,17 @@ def evaluate_checkpoint(
     figures_dir: Path,
     batch_size: int = 64,
     expected_sha256: str | None = None,
+    training_log: Path | None = None,
+    dataset: str | None = None,
 ) -> EvaluationOutputs:
-    """Score `splits["test"]` with a checkpoint; write `test_metrics.json` and the figures.
+    """Score `splits["test"]` with a checkpoint; write `test_metrics.json` and the figures (titled with `dataset`).
 
     Only the classes the model was trained on are scored (a class absent from training
     cannot be predicted); macro F1 averages those that also occur in the test split
     (`metrics.scored_macro_f1`), so for CinC 2017 it equals the challenge's mean F1 of N, A, O.
     With `expected_sha256`, a checkpoint with another hash is refused (`CheckpointError`).
+    The history figure plots every epoch of `training_log` (the checkpoint's own history ends
+    at its epoch, the best one for `best.pth`); without a log, the checkpoint's history.
     """
     scoring = load_scoring_model(checkpoint_path, settings.device, expected_sha256)
     labels = store.index["label_index"].to_numpy(dtype=np.int64)
@@ -83,12 +88,13 @@ def evaluate_checkpoint(
         pngs={},
     )
     atomic_write_json(outputs.metrics_file, metrics)
+    history = training_histories(read_training_log(training_log)) if training_log else scoring.payload["history"]
     outputs.pngs["f1"] = plot_f1_scores(
-        metrics["per_class"], outputs.f1_plot, intervals=metrics["intervals"]["per_class"]
+        metrics["per_class"], outputs.f1_plot, intervals=metrics["intervals"]["per_class"], dataset=dataset
     )
-    outputs.pngs["history"] = plot_training_history(scoring.payload["history"], outputs.history_plot)
+    outputs.pngs["history"] = plot_training_history(history, outputs.history_plot, dataset=dataset)
     outputs.pngs["confusion"] = plot_confusion_matrix(
-        metrics["confusion_matrix"], metrics["classes"], outputs.confusion_plot
+        metrics["confusion_matrix"], metrics["classes"], outputs.confusion_plot, dataset=dataset
     )
     low, high = metrics["intervals"]["macro_f1"]
     logger.info(
@@ -99,6 +105,11 @@ def evaluate_checkpoint(
         metrics["n_samples"],
     )
     return outputs
+
+
+def read_test_metrics(path: Path) -> dict:
+    """A `test_metrics.json` as `evaluate_checkpoint` wrote it (macro/micro/weighted F1, per class, baseline, ...)."""
+    return read_json(path)
 
 
 def _majority_baseline(train_labels: np.ndarray, y_true: np.ndarray, classes: list[int]) -> float:

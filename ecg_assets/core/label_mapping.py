@@ -11,8 +11,9 @@ from typing import Sequence
 import pandas as pd
 
 from ecg_assets.core.atomic_io import atomic_write_text
-from ecg_assets.core.datasets import detect_format
-from ecg_assets.core.labels import LABELS, label_counts, read_label_overrides
+from ecg_assets.core.datasets import scan_dataset
+from ecg_assets.core.labels import LABELS, label_counts
+from ecg_assets.core.overrides import OverrideRow, overrides_for_dataset
 from ecg_assets.core.paths import dataset_file
 from ecg_assets.core.record_ids import RecordIdIndex, normalize_record_id
 from ecg_assets.core.records import RecordEntry, duplicate_reason
@@ -28,8 +29,10 @@ COLUMNS = (
     "excluded_reason",
     "patient_id",
     "strat_fold",
+    "record_files",
 )
 NATIVE_SEPARATOR = ";"
+FILES_SEPARATOR = ";"
 
 __all__ = ["COLUMNS", "LabelMapping", "build_label_mapping", "normalize_record_id", "read_label_mapping"]
 
@@ -38,8 +41,10 @@ __all__ = ["COLUMNS", "LabelMapping", "build_label_mapping", "normalize_record_i
 class LabelMapping:
     """The label mapping of one dataset, plus what could not be matched.
 
-    `problems` lists CSV rows that match no record and files that were rejected, each with a
-    reason; records without any label (no native label and no override row) are `unlabelled`.
+    `problems` lists CSV rows that match no record (override rows naming no dataset included) and
+    files that look like recordings but belong to no record, each with a reason; `ignored_files` are
+    hidden and macOS metadata files and files the layout deliberately leaves unread, with the reason.
+    Records without any label (no native label and no override row) are `unlabelled`.
     """
 
     dataset: str
@@ -48,6 +53,7 @@ class LabelMapping:
     problems: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     override_files: list[Path] = field(default_factory=list)
+    ignored_files: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def included(self) -> pd.DataFrame:
@@ -67,24 +73,40 @@ class LabelMapping:
         return {str(reason): int(count) for reason, count in excluded["excluded_reason"].value_counts().items()}
 
 
-def _match_overrides(index: RecordIdIndex, overrides: dict[str, str]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+def _match_overrides(
+    index: RecordIdIndex, rows: list[tuple[Path, OverrideRow]]
+) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """Override rows onto record ids (rules in `record_ids`); rows that match nothing come back with why."""
     matched: dict[str, str] = {}
     problems: list[tuple[str, str]] = []
-    for raw_id, label in overrides.items():
-        record_id, reason = index.match(raw_id)
+    for path, row in rows:
+        record_id, reason = index.match(row.record_id)
         if record_id is None:
-            problems.append((raw_id, f"row in unified_label_mapping.csv: {reason}"))
+            problems.append((row.record_id, f"row in {path.name}: {reason}"))
             continue
-        if matched.get(record_id, label) != label:
-            problems.append((raw_id, f"another row also labels record {record_id}; this later row wins"))
-        matched[record_id] = label
+        if matched.get(record_id, row.label) != row.label:
+            problems.append((row.record_id, f"another row also labels record {record_id}; this later row wins"))
+        matched[record_id] = row.label
     return matched, problems
 
 
 def _duplicate_problems(entries: list[RecordEntry]) -> list[tuple[str, str]]:
-    counts = Counter(entry.record_id for entry in entries)
-    return [(record_id, duplicate_reason(record_id)) for record_id, count in counts.items() for _ in range(count - 1)]
+    """Label rows that repeat a record (same id, same file): all kept, only the first is processed."""
+    counts = Counter((entry.record_id, entry.source_file) for entry in entries)
+    return [
+        (record_id, duplicate_reason(record_id)) for (record_id, _), count in counts.items() for _ in range(count - 1)
+    ]
+
+
+def _known_datasets(override_file: Path, dataset_dir: Path) -> list[str]:
+    """The datasets an override file may name: this one for a file inside the dataset folder, else every
+    dataset folder beside it."""
+    if override_file.parent.resolve() == dataset_dir.resolve():
+        return [dataset_dir.name]
+    try:
+        return [path.name for path in override_file.parent.iterdir() if path.is_dir() and not path.name.startswith(".")]
+    except OSError:
+        return [dataset_dir.name]
 
 
 def build_label_mapping(dataset_dir: Path, dataset: str, override_files: Sequence[Path] = ()) -> LabelMapping:
@@ -94,16 +116,19 @@ def build_label_mapping(dataset_dir: Path, dataset: str, override_files: Sequenc
     earlier ones; missing files are skipped, symbolic links leaving their folder refused. A
     format that has no native labels maps records without an override row to OTHER, with a
     warning. Every record stays in the table, with the reason when it is excluded; rows sharing
-    a record id are all kept (only the first is processed).
+    a record id are all kept (only the first is processed). Every file that looks like a recording
+    is a record's file, a problem or an ignored file (`DatasetFormat.scan`).
     """
-    dataset_format = detect_format(dataset_dir)
-    scan = dataset_format.scan(dataset_dir)
+    dataset_format, scan = scan_dataset(dataset_dir)
     present = [dataset_file(path.parent, path.name) for path in override_files if path.is_file()]
-    overrides: dict[str, str] = {}
+    override_rows: list[tuple[Path, OverrideRow]] = []
+    override_problems: list[tuple[str, str]] = []
     for path in present:
-        overrides.update(read_label_overrides(path, dataset))
+        found = overrides_for_dataset(path, dataset, _known_datasets(path, dataset_dir))
+        override_rows += [(path, row) for row in found.rows]
+        override_problems += found.problems
     index = RecordIdIndex(((entry.record_id, [entry.source_file]) for entry in scan.entries), dataset_dir.name)
-    matched, unmatched = _match_overrides(index, overrides)
+    matched, unmatched = _match_overrides(index, override_rows)
     decide = scan.labeler or dataset_format.map_labels
 
     rows = []
@@ -127,12 +152,17 @@ def build_label_mapping(dataset_dir: Path, dataset: str, override_files: Sequenc
                 "excluded_reason": reason,
                 "patient_id": entry.patient_id or "",
                 "strat_fold": "" if entry.strat_fold is None else str(entry.strat_fold),
+                "record_files": FILES_SEPARATOR.join(name for name in entry.files if name != entry.source_file),
             }
         )
     mapping = LabelMapping(
-        dataset, dataset_format.name, pd.DataFrame(rows, columns=list(COLUMNS)), override_files=present
+        dataset,
+        dataset_format.name,
+        pd.DataFrame(rows, columns=list(COLUMNS)),
+        override_files=present,
+        ignored_files=list(scan.ignored),
     )
-    mapping.problems = list(scan.problems) + unmatched + _duplicate_problems(scan.entries)
+    mapping.problems = list(scan.problems) + override_problems + unmatched + _duplicate_problems(scan.entries)
     defaulted = int((mapping.table["label_source"] == "default").sum())
     if defaulted:
         searched = ", ".join(str(path) for path in override_files) or "nowhere"

@@ -7,7 +7,6 @@ are kept in the label mapping table so nothing is thrown away.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -19,10 +18,23 @@ LABEL_TO_INDEX: dict[str, int] = {label: index for index, label in enumerate(LAB
 LABEL_PRIORITY: tuple[str, ...] = ("MI", "AF", "BBB", "OTHER", "NORM")
 
 OVERRIDE_FILE_NAME = "unified_label_mapping.csv"
-OVERRIDE_COLUMNS = ("dataset", "record_id", "mapped_label")
 
 # PhysioNet/CinC Challenge 2017 REFERENCE classes. "~" (too noisy to classify) is excluded.
 CINC2017_TABLE: dict[str, str | None] = {"N": "NORM", "A": "AF", "O": "OTHER", "~": None}
+
+# China Physiological Signal Challenge 2018 (CPSC 2018) REFERENCE.csv codes: up to three per record,
+# combined by LABEL_PRIORITY. Blocks, ectopic beats and ST changes are neither AF nor a bundle branch block.
+CPSC2018_TABLE: dict[str, tuple[str, str]] = {
+    "1": ("Normal", "NORM"),
+    "2": ("AF", "AF"),  # atrial fibrillation
+    "3": ("I-AVB", "OTHER"),  # first-degree atrioventricular block
+    "4": ("LBBB", "BBB"),  # left bundle branch block
+    "5": ("RBBB", "BBB"),  # right bundle branch block
+    "6": ("PAC", "OTHER"),  # premature atrial contraction
+    "7": ("PVC", "OTHER"),  # premature ventricular contraction
+    "8": ("STD", "OTHER"),  # ST-segment depression
+    "9": ("STE", "OTHER"),  # ST-segment elevation
+}
 
 # SNOMED-CT codes of the PhysioNet/CinC Challenge 2020/2021 headers (`# Dx:`), from the challenge's
 # dx_mapping_scored.csv and dx_mapping_unscored.csv. Codes not listed here map to OTHER; a record
@@ -92,14 +104,24 @@ def highest_priority(labels: Iterable[str]) -> str:
 
 
 def map_cinc2017(native: tuple[str, ...]) -> LabelDecision:
-    """CinC 2017 class letter to the unified label (`~` noisy: excluded)."""
+    """CinC 2017 class letter (either case) to the unified label (`~` noisy: excluded)."""
     if not native:
         return LabelDecision(None, "no REFERENCE entry")
-    code = native[0]
+    code = native[0].strip().upper()  # letters in either case, as override labels are
     if code not in CINC2017_TABLE:
-        return LabelDecision(None, f"unknown CinC 2017 class {code!r}")
+        return LabelDecision(None, f"unknown CinC 2017 class {native[0]!r} (known: N, A, O, ~)")
     label = CINC2017_TABLE[code]
     return LabelDecision(label, "" if label else "noisy recording (~)")
+
+
+def map_cpsc2018(codes: tuple[str, ...]) -> LabelDecision:
+    """CPSC 2018 codes 1-9 to the unified label, by `CPSC2018_TABLE` and `LABEL_PRIORITY`."""
+    if not codes:
+        return LabelDecision(None, "no REFERENCE entry")
+    unknown = [code for code in codes if code not in CPSC2018_TABLE]
+    if unknown:
+        return LabelDecision(None, f"unknown CPSC 2018 code(s) {', '.join(map(repr, unknown))} (known: 1-9)")
+    return LabelDecision(highest_priority(CPSC2018_TABLE[code][1] for code in codes))
 
 
 def map_snomed(codes: tuple[str, ...]) -> LabelDecision:
@@ -158,32 +180,6 @@ def normalize_label(value: str) -> str | None:
     return candidate if candidate in LABEL_TO_INDEX else None
 
 
-def read_label_overrides(path: Path, dataset: str) -> dict[str, str]:
-    """Rows of a `unified_label_mapping.csv` for one dataset, as `{record_id: label}`.
-
-    Raises `LabelMappingError` when required columns are missing or a label is not in
-    `LABELS`, naming the offending labels and their line numbers.
-    """
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        require_columns(path, [name.strip() for name in (reader.fieldnames or [])], OVERRIDE_COLUMNS)
-        overrides: dict[str, str] = {}
-        unknown: dict[str, list[int]] = {}
-        for line_number, row in enumerate(reader, start=2):
-            row = {key.strip(): (value or "").strip() for key, value in row.items() if key}
-            if row["dataset"] and row["dataset"] != dataset:
-                continue
-            label = normalize_label(row["mapped_label"])
-            if label is None:
-                unknown.setdefault(row["mapped_label"], []).append(line_number)
-                continue
-            overrides[row["record_id"]] = label
-    if unknown:
-        details = "; ".join(f"{label!r} on line(s) {_short_list(lines)}" for label, lines in unknown.items())
-        raise LabelMappingError(f"{path}: unknown label(s) {details}; allowed labels are {', '.join(LABELS)}")
-    return overrides
-
-
 def require_columns(path: Path, found: Iterable[str], required: Iterable[str]) -> None:
     """Raise `LabelMappingError` naming the required columns a CSV file lacks."""
     found, required = [str(name) for name in found], list(required)
@@ -202,8 +198,3 @@ def label_counts(labels: Iterable[str | None]) -> dict[str, int]:
         if label is not None:
             counts[label] += 1
     return counts
-
-
-def _short_list(values: list[int], limit: int = 10) -> str:
-    shown = ", ".join(str(value) for value in values[:limit])
-    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")

@@ -132,29 +132,91 @@ def _read_mat4(
 
 
 def _read_mat5(path: Path, variable: str, n_leads: int, max_samples: int | None) -> tuple[np.ndarray, int]:
+    data = _mat5_matrix(path, variable)
+    data = data if _leads_are_rows(path, variable, data.shape, n_leads) else data.T
+    total = data.shape[1]
+    return np.array(data[:, : total if max_samples is None else max_samples], dtype=np.float64), total
+
+
+def _mat5_variables(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """`{name: (shape, MATLAB class)}` of a MAT v5 file, refused above `MAX_WHOLE_READ_BYTES`."""
     if path.stat().st_size > MAX_WHOLE_READ_BYTES:
         raise RecordReadError(_too_large(path, path.stat().st_size))
     try:
-        variables = {name: (shape, kind) for name, shape, kind in scipy.io.whosmat(path)}
+        return {name: (tuple(shape), kind) for name, shape, kind in scipy.io.whosmat(path)}
     except Exception as error:
         raise RecordReadError(f"unreadable MAT file {path.name}: {type(error).__name__}: {error}") from error
+
+
+def _loadmat(path: Path, name: str) -> np.ndarray:
+    try:
+        return np.asarray(scipy.io.loadmat(path, variable_names=[name], struct_as_record=True)[name])
+    except Exception as error:
+        raise RecordReadError(f"unreadable MAT file {path.name}: {type(error).__name__}: {error}") from error
+
+
+def _mat5_matrix(path: Path, variable: str) -> np.ndarray:
+    """The numeric 2-D matrix `variable` names: a variable (`val`) or a struct field (`ECG.data`)."""
+    top, *fields = variable.split(".")
+    variables = _mat5_variables(path)
+    if top not in variables:
+        raise RecordReadError(_missing_variable(path, top, list(variables)))
+    shape, kind = variables[top]
+    if not fields:
+        if kind not in _V5_NUMERIC:
+            raise RecordReadError(f"MAT variable {variable!r} in {path.name} is a {kind}, not a numeric matrix")
+        if len(shape) != 2:
+            raise RecordReadError(f"MAT variable {variable!r} in {path.name} has shape {shape}, not a 2-D matrix")
+        if int(np.prod(shape)) * 8 > MAX_WHOLE_READ_BYTES:
+            raise RecordReadError(_too_large(path, int(np.prod(shape)) * 8))
+        return _loadmat(path, top)
+    if kind != "struct":
+        raise RecordReadError(
+            f"MAT variable {top!r} in {path.name} is a {kind}, not a struct with a field {fields[0]!r}"
+        )
+    data = struct_field(_loadmat(path, top), fields, path, top)
+    if data.dtype.kind not in "iuf":
+        what = "a struct" if data.dtype.names else ("text" if data.dtype.kind in "US" else str(data.dtype))
+        raise RecordReadError(f"MAT variable {variable!r} in {path.name} is {what}, not a numeric matrix")
+    if data.ndim != 2:
+        raise RecordReadError(f"MAT variable {variable!r} in {path.name} has shape {data.shape}, not a 2-D matrix")
+    return data
+
+
+def struct_field(value: np.ndarray, fields: list[str], path: Path, name: str) -> np.ndarray:
+    """`value.field1.field2...` of a single MAT struct (as scipy loads it: a 1 x 1 record array)."""
+    for field in fields:
+        if not value.dtype.names:
+            raise RecordReadError(f"MAT variable {name!r} in {path.name} is not a struct: it has no field {field!r}")
+        if value.size != 1:
+            shape = " x ".join(map(str, value.shape))
+            raise RecordReadError(f"MAT variable {name!r} in {path.name} is a {shape} struct array, not one struct")
+        if field not in value.dtype.names:
+            found = ", ".join(value.dtype.names)
+            raise RecordReadError(f"MAT struct {name!r} in {path.name} has no field {field!r} (its fields: {found})")
+        value = np.asarray(value.flat[0][field])
+        name = f"{name}.{field}"
+    return value
+
+
+def mat_variable_classes(path: Path) -> dict[str, str]:
+    """`{variable: MATLAB class}` of a MAT v4 or v5 file (`double`, `struct`, ...), from its headers only."""
+    if mat_version(path) == 4:
+        return {matrix.name: matrix.kind for matrix in mat4_matrices(path)}
+    return {name: kind for name, (_, kind) in _mat5_variables(path).items()}
+
+
+def read_mat_struct(path: Path, variable: str) -> dict[str, np.ndarray]:
+    """Every field of the single struct `variable` of a MAT v5 file (read whole, size-limited), by name."""
+    if mat_version(path) != 5:
+        raise RecordReadError(f"{path.name} is a MAT v{mat_version(path)} file; a struct {variable!r} needs MAT v5")
+    variables = _mat5_variables(path)
     if variable not in variables:
         raise RecordReadError(_missing_variable(path, variable, list(variables)))
-    shape, kind = variables[variable]
-    if kind not in _V5_NUMERIC:
-        raise RecordReadError(f"MAT variable {variable!r} in {path.name} is a {kind}, not a numeric matrix")
-    if len(shape) != 2:
-        raise RecordReadError(f"MAT variable {variable!r} in {path.name} has shape {shape}, not a 2-D matrix")
-    if int(np.prod(shape)) * 8 > MAX_WHOLE_READ_BYTES:
-        raise RecordReadError(_too_large(path, int(np.prod(shape)) * 8))
-    leads_are_rows = _leads_are_rows(path, variable, shape, n_leads)
-    try:
-        data = np.asarray(scipy.io.loadmat(path, variable_names=[variable])[variable])
-    except Exception as error:
-        raise RecordReadError(f"unreadable MAT file {path.name}: {type(error).__name__}: {error}") from error
-    data = data if leads_are_rows else data.T
-    total = data.shape[1]
-    return np.array(data[:, : total if max_samples is None else max_samples], dtype=np.float64), total
+    value = _loadmat(path, variable)
+    if not value.dtype.names or value.size != 1:
+        raise RecordReadError(f"MAT variable {variable!r} in {path.name} is not a single struct")
+    return {field: np.asarray(value.flat[0][field]) for field in value.dtype.names}
 
 
 def _leads_are_rows(path: Path, variable: str, shape: tuple[int, ...], n_leads: int) -> bool:

@@ -15,6 +15,11 @@ import numpy as np  # noqa: E402
 from ecg_assets.core.atomic_io import atomic_write_bytes  # noqa: E402
 
 
+def _titled(title: str, dataset: str | None) -> str:
+    """A figure title naming the dataset it shows (figures are shared and pasted without context)."""
+    return f"{dataset}: {title}" if dataset else title
+
+
 def _save(figure: plt.Figure, path: Path | None, dpi: int = 110) -> bytes:
     """The figure as PNG bytes, also written (atomically) to `path` when one is given."""
     buffer = io.BytesIO()
@@ -26,12 +31,15 @@ def _save(figure: plt.Figure, path: Path | None, dpi: int = 110) -> bytes:
 
 
 def plot_training_history(
-    history: Sequence[dict] | Mapping[str, Sequence[dict]], path: Path | None = None, title: str = ""
+    history: Sequence[dict] | Mapping[str, Sequence[dict]],
+    path: Path | None = None,
+    title: str = "",
+    dataset: str | None = None,
 ) -> bytes:
-    """Loss curves and validation macro F1 per epoch; returns the PNG bytes.
+    """Loss curves and validation macro F1 per epoch (every epoch given); returns the PNG bytes.
 
     `history` is one run's epoch records, or `{name: epoch records}` for several (ensemble members),
-    drawn as one line each.
+    drawn as one line each. The title names `dataset` and the number of epochs.
     """
     runs = dict(history) if isinstance(history, Mapping) else {"": list(history)}
     figure, (loss_axis, f1_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -53,8 +61,8 @@ def plot_training_history(
         f1_axis.legend(fontsize=7)
     for axis in (loss_axis, f1_axis):
         axis.grid(alpha=0.3)
-    if title:
-        figure.suptitle(title)
+    epochs_run = max((len(records) for records in runs.values()), default=0)
+    figure.suptitle(_titled(title or f"training history, {epochs_run} epoch(s)", dataset))
     return _save(figure, path)
 
 
@@ -63,6 +71,7 @@ def plot_f1_scores(
     path: Path | None = None,
     title: str = "Test F1 per class",
     intervals: dict[str, Sequence[float]] | None = None,
+    dataset: str | None = None,
 ) -> bytes:
     """Bar chart of per-class F1 with support in the labels (and 95 % intervals as error bars when given);
     returns the PNG bytes."""
@@ -77,12 +86,15 @@ def plot_f1_scores(
     labels = [f"{name}\n(n={int(per_class[name]['support'])})" for name in names]
     bars = axis.bar(labels, scores, color="tab:blue", yerr=errors, capsize=4 if errors else 0, ecolor="black")
     axis.bar_label(bars, labels=[f"{score:.2f}" for score in scores], padding=2 if errors is None else 8)
-    axis.set(ylim=(0, 1.1), ylabel="F1" + (" (bars: 95% bootstrap interval)" if errors else ""), title=title)
+    ylabel = "F1" + (" (bars: 95% bootstrap interval)" if errors else "")
+    axis.set(ylim=(0, 1.1), ylabel=ylabel, title=_titled(title, dataset))
     axis.grid(axis="y", alpha=0.3)
     return _save(figure, path)
 
 
-def plot_confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path | None = None) -> bytes:
+def plot_confusion_matrix(
+    matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path | None = None, dataset: str | None = None
+) -> bytes:
     """Confusion matrix heat map with counts; returns the PNG bytes."""
     matrix = np.asarray(matrix)
     figure, axis = plt.subplots(figsize=(1.2 * len(classes) + 2, 1.1 * len(classes) + 1.5))
@@ -94,7 +106,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str
         yticklabels=classes,
         xlabel="predicted",
         ylabel="true",
-        title="Test confusion matrix",
+        title=_titled("Test confusion matrix", dataset),
     )
     threshold = matrix.max() / 2 if matrix.size else 0
     for (row, column), value in np.ndenumerate(matrix):
@@ -109,21 +121,25 @@ def plot_example_waveforms(
     fs: float,
     lead_present: np.ndarray | None = None,
     path: Path | None = None,
+    dataset: str | None = None,
 ) -> bytes:
-    """A 12-lead grid of example records: one column per record (`signals` is `[k, leads, samples]`).
+    """A grid of example records: one column per record (`signals` is `[k, leads, samples]`), one row per lead.
 
-    Leads marked absent in `lead_present` (`[k, leads]`, bool) are labelled "missing" instead of drawn.
+    Only leads present in at least one example get a row (a record without that lead says
+    "missing" there); leads absent from every example are named in one line under the title.
     """
     n_records, n_leads, n_samples = signals.shape
     present = np.ones((n_records, n_leads), bool) if lead_present is None else np.asarray(lead_present, bool)
+    rows = [lead for lead in range(n_leads) if present[:, lead].any()] or list(range(n_leads))
+    absent = [lead_names[lead] for lead in range(n_leads) if lead not in rows]
     figure, axes = plt.subplots(
-        n_leads, n_records, figsize=(4.2 * n_records, 0.62 * n_leads + 0.6), sharex=True, squeeze=False
+        len(rows), n_records, figsize=(4.2 * n_records, 0.62 * len(rows) + 1.2), sharex=True, squeeze=False
     )
     seconds = np.arange(n_samples) / fs
     for column, title in enumerate(titles):
         axes[0, column].set_title(title, fontsize=9)
-        for lead in range(n_leads):
-            axis = axes[lead, column]
+        for row, lead in enumerate(rows):
+            axis = axes[row, column]
             if present[column, lead]:
                 axis.plot(seconds, signals[column, lead], linewidth=0.5, color="tab:red")
             else:
@@ -136,12 +152,16 @@ def plot_example_waveforms(
                 axis.set_ylabel(lead_names[lead], rotation=0, ha="right", va="center", fontsize=8)
     for axis in axes[-1]:
         axis.set_xlabel("seconds (after resampling; z-scored per lead)", fontsize=8)
+    heading = _titled(f"example waveforms, {len(rows)} of {n_leads} leads recorded", dataset)
+    if absent:
+        heading += f"\nnot recorded in these examples: {', '.join(absent)}"
+    figure.suptitle(heading, fontsize=10)
     figure.subplots_adjust(hspace=0.08, wspace=0.05)
     return _save(figure, path, dpi=72)
 
 
 def plot_recording_distributions(
-    sampling_rates: Sequence[float], durations_s: Sequence[float], path: Path | None = None
+    sampling_rates: Sequence[float], durations_s: Sequence[float], path: Path | None = None, dataset: str | None = None
 ) -> bytes:
     """Histograms of the native sampling rates and recording lengths (before resampling and cropping)."""
     figure, (rate_axis, length_axis) = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -153,6 +173,7 @@ def plot_recording_distributions(
     length_axis.set(xlabel="original length (s)", ylabel="records", title="Recording length")
     for axis in (rate_axis, length_axis):
         axis.grid(axis="y", alpha=0.3)
+    figure.suptitle(_titled(f"native recordings, {len(sampling_rates)} processed", dataset))
     return _save(figure, path)
 
 

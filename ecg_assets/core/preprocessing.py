@@ -2,9 +2,9 @@
 
 Records are read and preprocessed by a bounded pool of worker processes and written, in the
 label mapping's order, by this process into the store's shards (memory stays flat: only a
-few chunks are in flight at any time). A record whose files are unchanged since the previous
-generation (same size and mtime, or same content hash) is copied from it instead of being
-processed again, as long as the preprocessing settings and code are the same.
+few chunks are in flight at any time). A record is copied from the previous generation instead
+of being processed again only when nothing it comes from changed (`core.reuse`: settings,
+dataset layout and dataset.yaml, code, its label mapping row, and every file its reader read).
 """
 
 from __future__ import annotations
@@ -22,21 +22,21 @@ from collections import Counter, deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
 from ecg_assets.core.atomic_io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ecg_assets.core import reuse
 from ecg_assets.core.datasets import DatasetFormat
+from ecg_assets.core.datasets.config import load_dataset_config
 from ecg_assets.core.labels import LABEL_TO_INDEX, LABELS
-from ecg_assets.core.paths import OutsideFolderError, is_inside
 from ecg_assets.core.records import RecordEntry, Recording, RecordReadError, duplicate_reason
 from ecg_assets.core.signal import LEAD_ORDER, PreprocessConfig, preprocess_leads, preprocess_spans
 from ecg_assets.core.signal_fingerprint import signal_fingerprint
 from ecg_assets.core.store import SIGNAL_DTYPE, RecordStore, RecordStoreWriter
-from ecg_assets.core.versioning import PROCESSING_CODE, code_version
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +46,43 @@ LABELS_FILE = "labels.npy"
 # Below this many records to process, a pool costs more than it saves.
 MIN_RECORDS_FOR_POOL = 64
 # Index columns computed from the signal files (kept when a record is reused).
-SIGNAL_COLUMNS = ("original_fs", "original_samples", "lead_mask", "flat_mask", "warnings", "signal_fingerprint")
+SIGNAL_COLUMNS = (
+    "original_fs",
+    "original_samples",
+    "lead_mask",
+    "flat_mask",
+    "warnings",
+    "input_files",
+    "sex",
+    "age",
+    "signal_fingerprint",
+)
+# Every column of the store index this module writes (the store's own placement columns come after).
+INDEX_COLUMNS = (
+    "record_id",
+    "label",
+    "label_index",
+    "native_labels",
+    "patient_id",
+    "source_file",
+    "record_key",
+    "content_hash",
+    "file_signature",
+    *SIGNAL_COLUMNS,
+)
 
 
 class RecordProcessingConfig(PreprocessConfig):
-    """`PreprocessConfig` plus the longer window kept for training crops and multi-window inference."""
+    """`PreprocessConfig` plus the shortest usable record and the longer window kept for training crops and
+    multi-window inference."""
 
+    min_duration_s: float = Field(
+        2.0,
+        ge=0,
+        description="Records shorter than this many seconds (their whole length on disk) fail with a reason: "
+        "at 2 s a record holds two or three beats at resting heart rates, the least that shows a rhythm, and "
+        "80% of the 10-s canonical window is already padding; every supported public dataset records 5 s or more.",
+    )
     training_window_s: float = Field(
         60.0,
         ge=0,
@@ -106,7 +137,11 @@ class RecordPreparer:
         self.long = self.base.model_copy(update={"target_length": config.window_length})
 
     def __call__(self, recording: Recording) -> PreparedRecord:
+        """Raises `RecordReadError` (or `ValueError`) with the reason for a recording that cannot give a valid
+        tensor: shorter than `min_duration_s`, no ECG lead, non-finite samples, values that overflow while
+        resampling (so a stored record is always finite: float16 holds any z-scored value)."""
         config = self.config
+        _check_duration(recording, config.min_duration_s)
         window = None
         available = math.ceil(recording.signal.shape[-1] * config.target_fs / recording.fs)
         if config.window_length and available > config.target_length:  # both from one resampling
@@ -127,6 +162,17 @@ class RecordPreparer:
         return recording, self(recording)
 
 
+def _check_duration(recording: Recording, min_duration_s: float) -> None:
+    if not (recording.fs > 0 and math.isfinite(recording.fs)):
+        return  # an invalid rate has its own reason (signal.preprocess)
+    seconds = recording.original_samples / recording.fs
+    if seconds < min_duration_s:
+        raise RecordReadError(
+            f"recording is too short: {seconds:.3g} s ({recording.original_samples} sample(s) at {recording.fs:g} Hz); "
+            f"records must last at least {min_duration_s:g} s (min_duration_s)"
+        )
+
+
 @dataclass
 class ProcessingReport:
     """What happened to each record of one materialization."""
@@ -136,6 +182,7 @@ class ProcessingReport:
     reprocessed: int = 0  # read and preprocessed in this run
     reused: int = 0  # copied unchanged from the previous generation
     full_reprocess_reason: str | None = None  # why nothing could be reused (None: reuse was possible)
+    reprocess_reasons: Counter = field(default_factory=Counter)  # why each record read again was not reused
     workers: int = 1
     failures: list[tuple[str, str]] = field(default_factory=list)  # (record_id, reason)
     warnings: Counter = field(default_factory=Counter)  # warning message -> records
@@ -160,75 +207,6 @@ def failure_reason(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-# --- record files, signatures and hashes ------------------------------------------------------------
-
-
-class RecordFiles:
-    """The files of each record: every file beside its source file with the same stem (`.hea`, `.mat`, ...).
-
-    Only files inside the dataset folder count: a symbolic link pointing out of it (or a source
-    file in a folder outside it) is never listed, so it is never hashed or read.
-    """
-
-    def __init__(self, dataset_dir: Path):
-        self.dataset_dir = dataset_dir
-        self._listings: dict[str, tuple[dict[str, list[str]], set[str]]] = {}
-
-    def _listing(self, folder: str) -> tuple[dict[str, list[str]], set[str]]:
-        """`({stem: file names}, names refused)` of one sub-folder (everything refused when it lies outside)."""
-        if folder not in self._listings:
-            listing: dict[str, list[str]] = {}
-            refused: set[str] = set()
-            try:
-                if not is_inside(self.dataset_dir, folder):
-                    raise OutsideFolderError(folder)
-                with os.scandir(self.dataset_dir / folder) as entries:
-                    for entry in entries:
-                        if entry.is_symlink() and not is_inside(self.dataset_dir, os.path.abspath(entry.path)):
-                            refused.add(entry.name)
-                        elif entry.is_file():
-                            listing.setdefault(entry.name.split(".", 1)[0], []).append(entry.name)
-            except OutsideFolderError:
-                listing, refused = {}, {"*"}
-            except OSError:
-                pass
-            self._listings[folder] = (listing, refused)
-        return self._listings[folder]
-
-    def of(self, source_file: str) -> list[str]:
-        """Paths relative to the dataset folder (POSIX separators), sorted."""
-        folder, _, name = source_file.rpartition("/")
-        prefix = f"{folder}/" if folder else ""
-        listing, refused = self._listing(folder)
-        if name in refused or "*" in refused:
-            return []
-        return [prefix + other for other in sorted(listing.get(name.split(".", 1)[0], [name]))]
-
-
-def files_signature(dataset_dir: Path, files: Sequence[str]) -> str:
-    """`name:size:mtime_ns` of each file (`name:missing` when absent): cheap change detection."""
-    parts = []
-    for name in files:
-        try:
-            stat = os.stat(os.path.join(dataset_dir, name))
-            parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
-        except OSError:
-            parts.append(f"{name}:missing")
-    return "|".join(parts)
-
-
-def content_hash(dataset_dir: Path, files: Sequence[str]) -> str:
-    """SHA-256 (first 32 hex digits) over the names and bytes of a record's files."""
-    digest = hashlib.sha256()
-    for name in files:
-        digest.update(name.encode() + b"\0")
-        try:
-            digest.update((dataset_dir / name).read_bytes())
-        except OSError:
-            digest.update(b"<missing>")
-    return digest.hexdigest()[:32]
-
-
 # --- the work one record needs ----------------------------------------------------------------------
 
 
@@ -236,9 +214,10 @@ def content_hash(dataset_dir: Path, files: Sequence[str]) -> str:
 class _Job:
     position: int
     entry: RecordEntry
-    files: tuple[str, ...]
-    signature: str | None  # None: the worker takes it (no previous generation to compare with)
-    previous_hash: str | None  # content hash in the previous generation, when it can be reused
+    previous_files: tuple[str, ...] = ()  # what the reader read last time (when the record may be reused)
+    signature: str | None = None  # of `previous_files`, now
+    previous_hash: str | None = None  # content hash in the previous generation, when it may be reused
+    reason: str = reuse.NEW_RECORD  # why it is read again, unless its content hash says it is unchanged
 
 
 @dataclass
@@ -250,21 +229,24 @@ class _Outcome:
     signature: str
     status: str  # "processed" | "unchanged" | "failed"
     prepared: PreparedRecord | None = None
-    recording_fs: float = 0.0
-    original_samples: int = 0
+    recording: Recording | None = None  # without its signal
+    files: tuple[str, ...] = ()
     reason: str = ""
 
 
 def _run_job(dataset_dir: Path, dataset_format: DatasetFormat, preparer: RecordPreparer, job: _Job) -> _Outcome:
-    signature = job.signature if job.signature is not None else files_signature(dataset_dir, job.files)
-    digest = content_hash(dataset_dir, job.files)
-    if job.previous_hash is not None and digest == job.previous_hash:
-        return _Outcome(job, digest, signature, "unchanged")
+    if job.previous_hash is not None:
+        _, digest = reuse.fingerprint(dataset_dir, job.previous_files)
+        if digest == job.previous_hash:  # touched, not changed
+            return _Outcome(job, digest, job.signature or "", "unchanged", files=job.previous_files)
     try:
         recording, prepared = preparer.read(dataset_dir, dataset_format, job.entry)
     except Exception as error:  # a bad file must never stop the partition
-        return _Outcome(job, digest, signature, "failed", reason=failure_reason(error))
-    return _Outcome(job, digest, signature, "processed", prepared, recording.fs, recording.original_samples)
+        return _Outcome(job, "", "", "failed", reason=failure_reason(error))
+    files = tuple(reuse.relative_files(dataset_dir, job.entry.source_file, recording.files))
+    recording.signal, recording.files = recording.signal[:, :0], []  # only its description travels back
+    signature, digest = reuse.fingerprint(dataset_dir, files, checked_inside=True)  # the reader just checked them
+    return _Outcome(job, digest, signature, "processed", prepared, recording, files)
 
 
 def _run_jobs(dataset_dir: Path, dataset_format: DatasetFormat, config: RecordProcessingConfig, jobs: list[_Job]):
@@ -327,9 +309,9 @@ def _ordered_outcomes(
 
     chunk: list[Any] = []  # None: a slot for the next worker result; a _Job: reused as is
     work: list[_Job] = []
-    for job, reuse in jobs:
-        chunk.append(job if reuse else None)
-        if not reuse:
+    for job, reusable in jobs:
+        chunk.append(job if reusable else None)
+        if not reusable:
             work.append(job)
         if len(chunk) == chunk_size:
             pending.append(
@@ -345,24 +327,30 @@ def _ordered_outcomes(
 # --- the store ---------------------------------------------------------------------------------------
 
 
-def _previous_generation(
-    store_dir: Path, config: RecordProcessingConfig, version: str
-) -> tuple[RecordStore | None, str | None]:
-    """The committed generation, when its records can be reused; else None and why not."""
+def _previous_generation(store_dir: Path, key: dict[str, Any]) -> tuple[RecordStore | None, str | None]:
+    """The committed generation, when its records can be reused under `key`; else None and why not."""
     try:
         previous = RecordStore(store_dir)
     except FileNotFoundError:
         return None, "no previous generation"
     except Exception as error:
         return None, f"previous generation unreadable ({type(error).__name__}: {error})"
-    metadata = previous.metadata
-    if metadata.get("preprocess") != config.model_dump():
-        return None, "preprocessing settings changed"
-    if metadata.get("processing_version") != version:
-        return None, "preprocessing code changed"
-    if previous.row_shape != (len(LEAD_ORDER), config.target_length) or "content_hash" not in previous.index:
+    changed = reuse.key_changes(previous.metadata.get("reuse_key"), key)
+    if changed:
+        return None, changed
+    if previous.row_shape != (len(LEAD_ORDER), key["preprocess"]["target_length"]) or not {
+        "record_key",
+        "input_files",
+        "content_hash",
+    } <= set(previous.index.columns):
         return None, "previous generation has another format"
     return previous, None
+
+
+def _record_key(row: Any) -> str:
+    return reuse.record_key(
+        row.record_id, row.source_file, row.native_labels, row.mapped_label, row.label_source, row.patient_id
+    )
 
 
 def process_records(
@@ -372,20 +360,25 @@ def process_records(
     store_dir: Path,
     config: PreprocessConfig,
     workers: int | None = None,
-    progress_every: int = 500,
+    progress_every: int | None = None,
     chunk_size: int = 32,
 ) -> tuple[RecordStore, ProcessingReport]:
     """Read, preprocess and store every row of `records` (a label mapping table's included rows).
 
-    Uses `workers` processes (default: one per CPU). Records whose files did not change since
-    the previous generation are copied from it. A record that fails is logged with its reason,
-    counted and skipped; it never stops the run. The store (committed last, by its manifest),
-    `failures.csv`, `labels.npy` and `label_map.json` are written atomically, in `records` order.
+    Uses `workers` processes (default: one per CPU) and logs `stored N/M records` every `progress_every`
+    records (default: a tenth of them; `ecg-assets materialize` draws it as a progress bar). Records that did
+    not change since the previous generation (`core.reuse`) are copied from it. A record that fails is logged
+    with its reason, counted and skipped; it never stops the run. With nothing to process the store is
+    committed empty. The store (committed last, by its manifest), `failures.csv`, `labels.npy` and
+    `label_map.json` are written atomically, in `records` order.
     """
     config = RecordProcessingConfig.model_validate(config.model_dump())
+    records = _with_mapping_columns(records)
     started = time.perf_counter()
-    version = code_version(PROCESSING_CODE)
-    previous, full_reason = _previous_generation(store_dir, config, version)
+    key = reuse.generation_key(
+        config.model_dump(), dataset_format.name, load_dataset_config(dataset_dir).model_dump(mode="json")
+    )
+    previous, full_reason = _previous_generation(store_dir, key)
     previous_rows: dict[str, int] = {}
     previous_index: list[dict[str, Any]] = []
     if previous is not None:
@@ -396,19 +389,22 @@ def process_records(
     for record_id in records.loc[repeated, "record_id"]:
         report.failures.append((record_id, duplicate_reason(record_id)))
         logger.warning("skipping record %s: %s", record_id, report.failures[-1][1])
-    record_files = RecordFiles(dataset_dir)
     rows = list(records[~repeated].itertuples(index=False))
+    progress_every = progress_every or max(1, math.ceil(len(rows) / 10))
 
     def jobs() -> Iterator[tuple[_Job, bool]]:
         for position, row in enumerate(rows):
             entry = RecordEntry(row.record_id, row.source_file, tuple(row.native_labels.split(";")), row.patient_id)
-            files = tuple(record_files.of(row.source_file))
             old = previous_index[previous_rows[row.record_id]] if row.record_id in previous_rows else None
-            if old is None or old["source_file"] != row.source_file:
-                yield _Job(position, entry, files, None, None), False
-                continue
-            signature = files_signature(dataset_dir, files)
-            yield _Job(position, entry, files, signature, str(old["content_hash"])), old["file_signature"] == signature
+            if old is None:
+                yield _Job(position, entry, reason=full_reason or reuse.NEW_RECORD), False
+            elif old["record_key"] != _record_key(row):
+                yield _Job(position, entry, reason=reuse.ROW_CHANGED), False
+            else:
+                files = tuple(reuse.decode_files(old["input_files"]))
+                signature = reuse.files_signature(dataset_dir, files)
+                job = _Job(position, entry, files, signature, str(old["content_hash"]), reuse.FILES_CHANGED)
+                yield job, old["file_signature"] == signature
 
     workers = workers or default_workers()
     use_pool = workers > 1 and len(rows) >= MIN_RECORDS_FOR_POOL
@@ -424,9 +420,9 @@ def process_records(
                 logger.info(
                     "stored %d/%d records (%d reused, %d failed)", done, len(rows), report.reused, report.failed
                 )
-        metadata = {"preprocess": config.model_dump(), "processing_version": version}
+        metadata = {"preprocess": config.model_dump(), "processing_version": key["code"], "reuse_key": key}
         metadata["content_fingerprint"] = content_fingerprint(writer.rows, metadata)
-        store = writer.commit(metadata=metadata)
+        store = writer.commit(metadata=metadata, columns=INDEX_COLUMNS)
     write_failures(store_dir / FAILURES_FILE, report.failures)
     write_label_exports(store_dir, store)
     report.seconds = time.perf_counter() - started
@@ -441,7 +437,43 @@ def process_records(
         report.failed,
         f" (nothing reused: {full_reason})" if full_reason else "",
     )
+    if not report.processed:
+        logger.warning("no record was processed: %s", nothing_processed_reason(report))
     return store, report
+
+
+def _with_mapping_columns(records: pd.DataFrame) -> pd.DataFrame:
+    """`records` with the label mapping columns the reuse key reads (older or hand-made tables may lack some)."""
+    missing = {"label_source": "", "patient_id": "", "native_labels": ""}
+    records = records.assign(**{name: value for name, value in missing.items() if name not in records.columns})
+    return records.fillna({"label_source": "", "patient_id": "", "native_labels": ""})
+
+
+def nothing_processed_reason(report: ProcessingReport) -> str:
+    """One sentence on why a run stored no record."""
+    if not report.discovered:
+        return "the label mapping has no labelled record (see the excluded reasons in the label_mapping metadata)"
+    reasons = Counter(reason for _, reason in report.failures).most_common(3)
+    shown = "; ".join(f"{count} x {reason}" for reason, count in reasons)
+    return f"all {report.discovered} labelled record(s) failed ({shown}); see failures.csv"
+
+
+def empty_store_explanation(label_mapping: pd.DataFrame, failures_csv: Path) -> str:
+    """Why a store holds no records, for the steps that need some (splits, training): counts and where to look."""
+    excluded = label_mapping.loc[label_mapping["mapped_label"] == "", "excluded_reason"].value_counts()
+    labelled = int((label_mapping["mapped_label"] != "").sum())
+    failures = pd.read_csv(failures_csv, dtype=str, keep_default_na=False) if failures_csv.is_file() else None
+    failed = failures["reason"].value_counts() if failures is not None else pd.Series(dtype=int)
+
+    def top(counts: pd.Series) -> str:
+        shown = "; ".join(f"{int(count)} x {reason}" for reason, count in counts.head(3).items())
+        return f" ({shown})" if shown else ""
+
+    return (
+        f"no processed records: label_mapping lists {len(label_mapping)} record(s), {int(excluded.sum())} excluded"
+        f"{top(excluded)} and {labelled} labelled, of which {int(failed.sum())} failed in processed_records"
+        f"{top(failed)}. The reason of each record is in label_mapping.csv (excluded_reason) and {failures_csv}."
+    )
 
 
 def _store_outcome(
@@ -457,6 +489,7 @@ def _store_outcome(
     job = outcome if isinstance(outcome, _Job) else outcome.job
     row = rows[job.position]
     if isinstance(outcome, _Outcome) and outcome.status == "failed":
+        report.reprocess_reasons[job.reason] += 1
         report.failures.append((job.entry.record_id, outcome.reason))
         logger.warning("skipping record %s: %s", job.entry.record_id, outcome.reason)
         return
@@ -467,6 +500,7 @@ def _store_outcome(
         "native_labels": row.native_labels,
         "patient_id": row.patient_id,
         "source_file": row.source_file,
+        "record_key": _record_key(row),
         "content_hash": job.previous_hash if isinstance(outcome, _Job) else outcome.content_hash,
         "file_signature": job.signature if isinstance(outcome, _Job) else outcome.signature,
     }
@@ -479,19 +513,23 @@ def _store_outcome(
         report.reused += 1
         warnings = [message for message in str(old["warnings"]).split("\n") if message]
     else:
-        prepared = outcome.prepared
-        assert prepared is not None
+        prepared, recording = outcome.prepared, outcome.recording
+        assert prepared is not None and recording is not None
         warnings = prepared.warnings
         index_row.update(
-            original_fs=outcome.recording_fs,
-            original_samples=outcome.original_samples,
+            original_fs=recording.fs,
+            original_samples=recording.original_samples,
             lead_mask=mask_string(prepared.lead_mask),
             flat_mask=mask_string(prepared.flat_mask),
             warnings="\n".join(warnings),
+            input_files=reuse.encode_files(outcome.files),
+            sex=recording.sex,
+            age="" if recording.age is None else f"{recording.age:g}",
             signal_fingerprint=signal_fingerprint(prepared.rows, prepared.lead_mask, prepared.flat_mask),
         )
         writer.append(prepared.rows, index_row, prepared.window, lead_mask=prepared.lead_mask)
         report.reprocessed += 1
+        report.reprocess_reasons[job.reason] += 1
     for message in warnings:
         report.warnings[message] += 1
         logger.debug("record %s: %s", row.record_id, message)
@@ -515,6 +553,11 @@ def content_fingerprint(rows: list[dict[str, Any]], metadata: dict[str, Any]) ->
 def write_failures(path: Path, failures: list[tuple[str, str]]) -> None:
     """`failures.csv`: one row per skipped record with its reason (header only when none failed)."""
     atomic_write_text(path, pd.DataFrame(failures, columns=["record_id", "reason"]).to_csv(index=False))
+
+
+def read_failures(store_dir: Path) -> pd.DataFrame:
+    """The `failures.csv` of a store folder (`record_id`, `reason`), as `write_failures` wrote it."""
+    return pd.read_csv(store_dir / FAILURES_FILE, dtype=str, keep_default_na=False)
 
 
 def write_label_exports(directory: Path, store: RecordStore) -> None:

@@ -100,6 +100,7 @@ class LabelComparison:
     unexpected: list[str]  # processed but not a labelled record of the mapping
     duplicated: list[str]  # processed more than once
     unaccounted: list[str]  # labelled in the mapping, neither processed nor failed
+    repeated_rows: list[str] = field(default_factory=list)  # later mapping rows of a record id (skipped, by design)
 
     @property
     def matches(self) -> bool:
@@ -112,11 +113,16 @@ def compare_label_distribution(
     """Check the processed records against the label mapping's labelled records.
 
     `expected` and `processed` have `record_id` and a label column (`mapped_label`, resp. `label`).
-    They match when every labelled record was processed once with its mapped label, or failed.
+    They match when every labelled record was processed once with its mapped label, or failed. A record
+    id on several rows is expected once, with its first row's label: preprocessing processes the first
+    row and skips the later ones with a reason (`repeated_rows`).
     """
-    mapped = dict(zip(expected["record_id"].astype(str), expected["mapped_label"].astype(str)))
+    record_ids = expected["record_id"].astype(str)
+    first = expected[~record_ids.duplicated()]
+    mapped = dict(zip(first["record_id"].astype(str), first["mapped_label"].astype(str)))
     stored = list(zip(processed["record_id"].astype(str), processed["label"].astype(str)))
-    failed = {record_id for record_id in map(str, failed_ids) if record_id in mapped}
+    stored_ids = {record_id for record_id, _ in stored}
+    failed = {record_id for record_id in map(str, failed_ids) if record_id in mapped and record_id not in stored_ids}
     accounted = failed | {record_id for record_id, _ in stored}
     counts = pd.DataFrame(
         {
@@ -133,6 +139,7 @@ def compare_label_distribution(
         unexpected=[record_id for record_id, _ in stored if record_id not in mapped],
         duplicated=sorted(record_id for record_id, n in Counter(r for r, _ in stored).items() if n > 1),
         unaccounted=[record_id for record_id in mapped if record_id not in accounted],
+        repeated_rows=record_ids[record_ids.duplicated()].tolist(),
     )
 
 

@@ -8,13 +8,16 @@ checksums; MAT files without the expected variable or with an unknown layout; em
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import wfdb
-from wfdb.io import _signal as wfdb_signal
 
 from ecg_assets.core.matfiles import mat4_matrices, mat_version, read_mat_matrix
 from ecg_assets.core.paths import is_inside, resolve_inside
@@ -28,6 +31,8 @@ _BYTES_PER_SAMPLE.update({"310": 4 / 3, "311": 4 / 3})
 _INVALID_SAMPLE = {"8": -128, "80": -128, "16": -32768, "61": -32768, "160": -32768, "212": -2048}
 _INVALID_SAMPLE.update({"24": -(2**23), "32": -(2**31), "310": -512, "311": -512})
 DEFAULT_ADC_GAIN = 200.0  # WFDB: a gain of 0 means "uncalibrated, assume 200 units per physical unit"
+# A WFDB header is a few KiB at most (a 15-lead PTB header with its clinical notes: 3 KiB).
+MAX_HEADER_BYTES = 2**20
 
 
 @dataclass(frozen=True)
@@ -40,22 +45,53 @@ class SignalDefaults:
 
 @dataclass(frozen=True)
 class HeaderSummary:
-    """The parts of a WFDB header that scans need, parsed without validation."""
+    """The parts of a WFDB header that scans need, parsed without validation.
+
+    `problem` says why the file is not a usable header ('' when it looks like one): empty, not
+    text, or without a record line.
+    """
 
     record_line: list[str]
     signal_files: list[str]
     comments: list[str]
+    problem: str = ""
 
     @property
     def has_length(self) -> bool:
         return len(self.record_line) >= 4
 
 
+def _header_bytes(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        data = handle.read(MAX_HEADER_BYTES + 1)
+    if len(data) > MAX_HEADER_BYTES:
+        raise RecordReadError(f"header {path.name} is larger than {MAX_HEADER_BYTES // 2**20} MiB: not a WFDB header")
+    return data
+
+
+def _nul_problem(name: str, data: bytes) -> str:
+    position = data.find(b"\0")
+    if position < 0:
+        return ""
+    line = data[:position].count(b"\n") + 1
+    return (
+        f"header {name} contains NUL bytes (from byte {position}, line {line}): a damaged or incompletely "
+        "copied file"
+    )
+
+
 def read_header_text(path: Path, strict: bool = True) -> str:
-    """A header's text; strict mode refuses bytes that are not UTF-8, naming the line."""
-    data = path.read_bytes()
+    """A header's text. Strict mode refuses what is not a text header (NUL bytes, bytes that are not UTF-8,
+    more than `MAX_HEADER_BYTES`), naming the line; otherwise undecodable bytes are replaced and NULs dropped."""
+    try:
+        data = _header_bytes(path)
+    except OSError as error:
+        raise RecordReadError(f"header {path.name} cannot be read: {error.strerror or error}") from error
     if not strict:
-        return data.decode("utf-8", errors="replace")
+        return data.replace(b"\0", b"").decode("utf-8", errors="replace")
+    problem = _nul_problem(path.name, data)
+    if problem:
+        raise RecordReadError(problem)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -71,7 +107,23 @@ def summarize_header(text: str) -> HeaderSummary:
     comments = [line.lstrip("#").strip() for line in lines if line.startswith("#")]
     specs = [line.split() for line in lines if line and not line.startswith("#")]
     record_line = specs[0] if specs else []
-    return HeaderSummary(record_line, [spec[0] for spec in specs[1:]], comments)
+    problem = ""
+    if not text.strip():
+        problem = "header is empty"
+    elif len(record_line) < 2 or not record_line[1].isdigit():
+        problem = "header has no valid record line (name and number of signals)"
+    return HeaderSummary(record_line, [spec[0] for spec in specs[1:]], comments, problem)
+
+
+def header_summary(path: Path) -> HeaderSummary:
+    """`summarize_header` of a header file, tolerant (for scans): what is wrong with it goes to `problem`."""
+    try:
+        data = _header_bytes(path)
+    except (OSError, RecordReadError) as error:
+        return HeaderSummary([], [], [], str(error) if isinstance(error, RecordReadError) else f"unreadable: {error}")
+    summary = summarize_header(data.replace(b"\0", b"").decode("utf-8", errors="replace"))
+    problem = _nul_problem(path.name, data) or summary.problem
+    return HeaderSummary(summary.record_line, summary.signal_files, summary.comments, problem)
 
 
 def comment_value(comments: list[str], key: str) -> str | None:
@@ -85,7 +137,7 @@ def comment_value(comments: list[str], key: str) -> str | None:
 
 def header_comments(header_path: Path) -> list[str]:
     """The `#` comment lines of a WFDB header, without the `#` (undecodable bytes replaced)."""
-    return summarize_header(read_header_text(header_path, strict=False)).comments
+    return header_summary(header_path).comments
 
 
 def read_wfdb(
@@ -98,11 +150,12 @@ def read_wfdb(
 
     The header and its signal files must lie inside `root` (the dataset folder) when it is given.
     Non-ECG channels are not read. Raises `RecordReadError` with a user-facing reason for any
-    malformed input.
+    malformed input. `Recording.files` lists the header and every signal file it names.
     """
     if root is not None:
         header_path = resolve_inside(root, header_path.absolute())
-    header = _read_header(header_path, defaults)
+    text = read_header_text(header_path)
+    header = _read_header(header_path, text, defaults)
     names = _lead_names(header, defaults)
     channels = ecg_channels(names)
     if not channels:
@@ -114,17 +167,19 @@ def read_wfdb(
     if len(per_frame) > 1:
         raise RecordReadError(f"ECG leads are sampled at different rates ({sorted(per_frame)} samples per frame)")
     frames = sig_len if max_duration_s is None else min(sig_len, math.ceil(max_duration_s * header.fs) + 1)
-    digital = _read_digital(header, header_path.parent, sig_len, frames, channels)
+    with _wfdb_record_name(header_path, text, header, sig_len) as record_name:
+        digital = _read_digital(record_name, frames, channels)
     _check_against_header(header, names, channels, digital, whole=frames == sig_len)
     signal = np.stack([_to_physical(header, channel, samples) for channel, samples in zip(channels, digital)])
     spf = per_frame.pop()
     unused = [name for channel, name in enumerate(names) if channel not in channels]
     return Recording(
-        signal=signal.astype(np.float32),
+        signal=as_float32(signal, header_path.name),
         fs=float(header.fs) * spf,
         lead_names=[names[channel] for channel in channels],
         original_samples=sig_len * spf,
         notes=[unused_channels_message(unused)] if unused else [],
+        files=[header_path, *(header_path.parent / name for name in dict.fromkeys(header.file_name))],
     )
 
 
@@ -143,14 +198,27 @@ def read_mat_signal(
     data, total = read_mat_matrix(path, variable, len(lead_names), max_samples)
     if total == 0:
         raise RecordReadError("signal is empty (0 samples)")
-    return Recording((data / gain).astype(np.float32), fs, list(lead_names), total)
+    return Recording(as_float32(data / gain, path.name), fs, list(lead_names), total, files=[path])
 
 
-def _read_header(header_path: Path, defaults: SignalDefaults) -> wfdb.Record:
-    summary = summarize_header(read_header_text(header_path))
+def as_float32(values: np.ndarray, name: str) -> np.ndarray:
+    """`values` as float32; `RecordReadError` when finite values are too large for it (a wrong gain or unit)."""
+    converted = values.astype(np.float32)
+    if not math.isfinite(np.add.reduce(converted, axis=None, dtype=np.float64)):  # one pass; rare: look closer
+        finite = values[np.isfinite(values)]
+        if (np.abs(finite) > np.finfo(np.float32).max).any():
+            raise RecordReadError(
+                f"sample values up to {np.abs(finite).max():.3g} in {name} are too large for 32-bit floats: "
+                "the file's gain or units are probably wrong"
+            )
+    return converted
+
+
+def _read_header(header_path: Path, text: str, defaults: SignalDefaults) -> wfdb.Record:
+    summary = summarize_header(text)
+    if summary.problem:
+        raise RecordReadError(summary.problem.replace("header", f"header {header_path.name}", 1))
     record_line = summary.record_line
-    if len(record_line) < 2 or not record_line[1].isdigit():
-        raise RecordReadError(f"header {header_path.name} has no valid record line (name and number of signals)")
     if "/" in record_line[0]:
         raise RecordReadError("multi-segment WFDB records are not supported")
     n_signals = int(record_line[1])
@@ -160,8 +228,16 @@ def _read_header(header_path: Path, defaults: SignalDefaults) -> wfdb.Record:
         raise RecordReadError(
             f"header is truncated: it announces {n_signals} signal(s) but describes {len(summary.signal_files)}"
         )
+    if len(summary.signal_files) > n_signals:
+        raise RecordReadError(
+            f"header is inconsistent: it announces {n_signals} signal(s) but describes "
+            f"{len(summary.signal_files)} (its record line or its signal lines are wrong)"
+        )
     try:
-        header = wfdb.rdheader(str(header_path.with_suffix("")))
+        with _wfdb_record_name(header_path, text) as record_name:
+            header = wfdb.rdheader(record_name)
+    except RecordReadError:
+        raise
     except Exception as error:  # wfdb raises many types for malformed headers
         raise RecordReadError(f"malformed header: {type(error).__name__}: {error}") from error
     stated_fs = float(header.fs) if len(record_line) >= 3 else None  # wfdb silently assumes 250 Hz
@@ -171,6 +247,37 @@ def _read_header(header_path: Path, defaults: SignalDefaults) -> wfdb.Record:
             raise RecordReadError(f"header states {stated}; give sampling_rate in dataset.yaml if it is known")
         header.fs = defaults.fs
     return header
+
+
+@contextlib.contextmanager
+def _wfdb_record_name(
+    header_path: Path, text: str, header: wfdb.Record | None = None, sig_len: int | None = None
+) -> Iterator[str]:
+    """A record name `wfdb.rdheader`/`wfdb.rdrecord` can open for this header.
+
+    wfdb opens `NAME.hea` and needs a signal length to read a window. The header's own name serves
+    when it is `NAME.hea` and (when reading signals) states its length; otherwise (`NAME.HEA`, or a
+    length inferred from the signal files) a copy of the header, completed with `sig_len`, goes into a
+    temporary folder beside links to the signal files, which were checked to lie inside the dataset.
+    """
+    needs_length = header is not None and header.sig_len is None
+    if header_path.suffix == ".hea" and not needs_length:
+        yield str(header_path.with_suffix(""))
+        return
+    with tempfile.TemporaryDirectory(prefix="ecg-wfdb-") as scratch:
+        lines = text.splitlines()
+        if needs_length:
+            position = next(index for index, line in enumerate(lines) if line.strip() and line.split()[0][0] != "#")
+            tokens = lines[position].split()
+            if len(tokens) < 3:
+                tokens.append(f"{header.fs:g}")
+            lines[position] = " ".join([*tokens[:3], str(sig_len)])
+        if header is not None:
+            for file_name in dict.fromkeys(header.file_name):
+                os.symlink((header_path.parent / file_name).resolve(), os.path.join(scratch, file_name))
+        stem = header_path.name.rsplit(".", 1)[0]
+        Path(scratch, f"{stem}.hea").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        yield os.path.join(scratch, stem)
 
 
 def _lead_names(header: wfdb.Record, defaults: SignalDefaults) -> list[str]:
@@ -237,28 +344,21 @@ def _check_wfdb_mat(path: Path, fmt: str, byte_offset: int, n_signals: int) -> N
         raise RecordReadError(f"signal file {path.name} holds {first.dtype} samples, its header says 16-bit integers")
 
 
-def _read_digital(header: wfdb.Record, folder: Path, sig_len: int, frames: int, channels: list[int]) -> list:
-    """Digital samples of `channels`, first `frames` frames only (wfdb's segment reader seeks and counts)."""
+def _read_digital(record_name: str, frames: int, channels: list[int]) -> list:
+    """Digital samples of `channels`, first `frames` frames only (wfdb seeks to and reads just those bytes)."""
     try:
-        return wfdb_signal._rd_segment(
-            file_name=header.file_name,
-            dir_name=str(folder),
-            pn_dir=None,
-            fmt=header.fmt,
-            n_sig=header.n_sig,
-            sig_len=sig_len,
-            byte_offset=header.byte_offset,
-            samps_per_frame=header.samps_per_frame,
-            skew=header.skew,
-            init_value=header.init_value,
+        record = wfdb.rdrecord(
+            record_name,
             sampfrom=0,
             sampto=frames,
             channels=channels,
-            ignore_skew=False,
+            physical=False,
+            smooth_frames=False,
             return_res=64,
         )
     except Exception as error:  # wfdb raises many types for malformed signal files
         raise RecordReadError(f"unreadable WFDB signal: {type(error).__name__}: {error}") from error
+    return record.e_d_signal
 
 
 def _check_against_header(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -14,6 +15,8 @@ class RecordEntry:
     `source_file` is relative to the dataset folder (POSIX separators), so a label mapping
     table stays valid when the data folder moves. `excluded_reason` marks a record the format
     found but that must not be processed (for example a second header for the same signal file).
+    `files` are the record's other files known without reading it (the signal files its header
+    names), relative like `source_file`: what the folder's other files are accounted against.
     """
 
     record_id: str
@@ -22,6 +25,7 @@ class RecordEntry:
     patient_id: str | None = None
     strat_fold: int | None = None
     excluded_reason: str = ""
+    files: tuple[str, ...] = ()
 
 
 @dataclass
@@ -29,7 +33,9 @@ class Recording:
     """A signal as read from disk: `signal` is float32 `[n_leads, n_samples]` in physical units.
 
     `original_samples` is the full length on disk; `signal` may hold only the start of it.
-    `notes` say what the reader left out (for example channels that are not ECG leads).
+    `notes` say what the reader left out (for example channels that are not ECG leads). `files`
+    are every file the reader opened or looked for (a header beside a MAT file, absent or not): a
+    change to any of them changes the record. `sex` and `age` are set where the file states them.
     """
 
     signal: np.ndarray
@@ -37,6 +43,9 @@ class Recording:
     lead_names: list[str]
     original_samples: int
     notes: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    sex: str = ""
+    age: float | None = None
 
 
 class RecordReadError(Exception):

@@ -44,8 +44,13 @@ class Settings(BaseModel):
         return self.data_dir is None
 
     @property
+    def demo_root(self) -> Path:
+        """Where the synthetic demo datasets are generated."""
+        return self.artifacts_dir / "demo_data"
+
+    @property
     def datasets_root(self) -> Path:
-        return self.data_dir if self.data_dir is not None else self.artifacts_dir / "demo_data"
+        return self.data_dir if self.data_dir is not None else self.demo_root
 
     def dataset_names(self) -> list[str]:
         """Partition keys: the demo datasets, or every usable sub-folder of `data_dir`."""
@@ -65,10 +70,21 @@ class Settings(BaseModel):
         return names
 
     def dataset_dir(self, name: str) -> Path:
+        """The folder of dataset `name`: under `data_dir`, or the demo's when it is a demo dataset not found there.
+
+        Partitions persist across settings, so a demo partition stays usable with `data_dir` set.
+        """
         if not is_valid_dataset_name(name):
             raise ValueError(f"invalid dataset name {name!r}")
-        return self.datasets_root / name
+        if self.data_dir is not None and (name not in DEMO_DATASETS or (self.data_dir / name).is_dir()):
+            return self.data_dir / name
+        return self.demo_root / name
+
+    def is_demo_dataset(self, name: str) -> bool:
+        """Whether `name` is read from the generated synthetic demo."""
+        return name in DEMO_DATASETS and self.dataset_dir(name).parent == self.demo_root
 
     def label_override_files(self, name: str) -> list[Path]:
         """Candidate unified_label_mapping.csv files, the dataset's own one last (it wins)."""
-        return [self.datasets_root / OVERRIDE_FILE_NAME, self.dataset_dir(name) / OVERRIDE_FILE_NAME]
+        folder = self.dataset_dir(name)
+        return [folder.parent / OVERRIDE_FILE_NAME, folder / OVERRIDE_FILE_NAME]

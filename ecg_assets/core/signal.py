@@ -131,15 +131,22 @@ def _antialias_taps(up: int, down: int) -> np.ndarray:
     return taps
 
 
-def zscore(signal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def zscore(signal: np.ndarray, check_finite: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per-lead z-score. Flat leads (std below `FLAT_STD`) become zeros, never NaN.
 
     Returns the normalised array and a mask of the flat leads. Mean and standard deviation are
     computed in float64 exactly as `ndarray.mean`/`ndarray.std` do, sharing the mean and the
-    deviations between them.
+    deviations between them. With `check_finite`, a `ValueError` says when a value is not finite
+    (the standard deviations tell, at no extra pass over the samples): in the pipeline the input
+    was checked finite, so only float32 overflow while resampling huge values can cause it.
     """
     signal = signal.astype(np.float32, copy=False)
     _, deviations, std = _moments(signal)
+    if check_finite and not np.isfinite(std).all():
+        raise ValueError(
+            "sample values overflow while resampling (they are not finite afterwards): they are too large for "
+            "32-bit floats, so the file's gain or units are probably wrong"
+        )
     flat = std[..., 0] < FLAT_STD
     safe_std = np.where(std < FLAT_STD, 1.0, std)
     out = (deviations / safe_std).astype(np.float32)
@@ -251,7 +258,7 @@ def _native_span(signal: np.ndarray, fs: float, lead_names: list[str], config: P
 
 
 def _normalised(span: _NativeSpan, resampled: np.ndarray, config: PreprocessConfig) -> PreprocessedLeads:
-    rows, _ = zscore(resampled)
+    rows, _ = zscore(resampled, check_finite=True)
     rows[span.flat] = 0.0
     flat_mask = np.zeros(N_LEADS, dtype=bool)
     flat_mask[span.lead_mask] = span.flat

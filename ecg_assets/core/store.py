@@ -59,6 +59,10 @@ TEXT_COLUMNS = (
     "content_hash",
     "file_signature",
     "warnings",
+    "record_key",
+    "input_files",
+    "sex",
+    "age",
     "signal_fingerprint",
 )
 
@@ -222,8 +226,11 @@ class RecordStoreWriter:
         self._shards.append({"file": self._shard.path.name, "count": self._shard.count})
         self._shard = None
 
-    def commit(self, metadata: dict[str, Any] | None = None) -> "RecordStore":
-        """Finish the last shard, write the index, then atomically switch the manifest."""
+    def commit(self, metadata: dict[str, Any] | None = None, columns: Sequence[str] = ()) -> "RecordStore":
+        """Finish the last shard, write the index, then atomically switch the manifest.
+
+        `columns` are the index columns the caller writes: an empty store's index still has them.
+        """
         if self._shard is not None:
             self._close_shard()
         windows_file = None
@@ -231,7 +238,8 @@ class RecordStoreWriter:
             self._windows.close()
             windows_file = self._windows.path.name
         index_name = f"index-{self.generation}.csv"
-        index = pd.DataFrame(self.rows) if self.rows else pd.DataFrame(columns=list(EMPTY_INDEX_COLUMNS))
+        empty_columns = list(dict.fromkeys([*EMPTY_INDEX_COLUMNS, *columns, "window_offset", "window_samples"]))
+        index = pd.DataFrame(self.rows) if self.rows else pd.DataFrame(columns=empty_columns)
         atomic_write_text(self.directory / index_name, index.to_csv(index=False))
         manifest = {
             "format_version": FORMAT_VERSION,

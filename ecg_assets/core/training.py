@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
-from ecg_assets.core.atomic_io import atomic_write_json
+from ecg_assets.core.atomic_io import atomic_write_json, read_json
 from ecg_assets.core.checkpoints import file_sha256, load_checkpoint, save_checkpoint
 from ecg_assets.core.data import StoreBatches, WindowBatches, augment, drop_leads, prefetch
 from ecg_assets.core.ddp import SINGLE_PROCESS, Ranks
@@ -674,6 +674,11 @@ def train_model(
         notes=notes,
         processes=ranks.world_size,
     )
+
+
+def read_training_log(path: Path) -> dict[str, Any]:
+    """A `training_log.json` as `_write_training_log` wrote it: config, device, notes and every epoch (`epochs`)."""
+    return read_json(path)
 
 
 def _write_training_log(

@@ -5,24 +5,31 @@ import logging
 from typing import Optional
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
 from ecg_assets.core import evaluation, versioning
-from ecg_assets.core.atomic_io import read_json
 from ecg_assets.core.checkpoints import CheckpointError
 from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.demo import MARKER_FILE
 from ecg_assets.core.ensemble import fit_model, training_histories
 from ecg_assets.core.label_mapping import build_label_mapping, read_label_mapping, write_label_mapping
 from ecg_assets.core.metrics import format_interval
-from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
+from ecg_assets.core.preprocessing import (
+    FAILURES_FILE,
+    RecordProcessingConfig,
+    empty_store_explanation,
+    nothing_processed_reason,
+    process_records,
+)
 from ecg_assets.core.splits import SPLIT_NAMES, SplitConfig, assign_splits, read_splits, strat_folds_for, write_splits
 from ecg_assets.core.store import RecordStore
-from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig
+from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig, read_training_log
 from ecg_assets.defs.metadata import (
     counts_table,
     example_waveforms,
+    human_size,
     markdown_table,
     png_markdown,
     reasons_table,
@@ -33,6 +40,7 @@ from ecg_assets.defs.partitions import dataset_partitions
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 from ecg_assets.defs.steps import partition_step
 from ecg_assets.defs.torchrun import partition_job, train_with_torchrun
+from ecg_assets.defs.tracking import ExperimentTrackingResource
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +56,10 @@ GPU_OP_TAGS = {
 
 
 def _dataset_note(paths: EcgPathsResource, dataset: str) -> str:
-    folder = paths.dataset_dir(dataset)
-    if (folder / MARKER_FILE).is_file():
+    """Where the partition's recordings come from; SYNTHETIC for the generated demo, so every number says so."""
+    settings = paths.settings()
+    folder = settings.dataset_dir(dataset)
+    if settings.is_demo_dataset(dataset) or (folder / MARKER_FILE).is_file():
         return f"SYNTHETIC demo data (generated, not patient recordings) at {folder}"
     return str(folder)
 
@@ -108,6 +118,7 @@ def label_mapping(context: dg.AssetExecutionContext, paths: EcgPathsResource) ->
             "native_label_counts": markdown_table(native_counts),
             "excluded_reasons": counts_table(mapping.excluded_reasons(), "reason"),
             "unmatched_entries": reasons_table(mapping.problems, ("entry", "reason")),
+            "ignored_files": reasons_table(mapping.ignored_files, ("file", "reason")),
             "unlabelled_records": markdown_table(mapping.unlabelled[["record_id", "source_file", "mapped_label"]]),
             "override_files": ", ".join(str(path) for path in mapping.override_files) or "none",
             "warnings": "\n".join(mapping.warnings) or "none",
@@ -143,6 +154,10 @@ def processed_records(
         record_store, report = process_records(
             dataset_dir, detect_format(dataset_dir), records, artifacts.processed, preprocess_config
         )
+        logger.info(
+            f"Preprocessing with unified labels completed successfully: {report.processed} of {report.discovered} "
+            f"records stored in {artifacts.processed} ({report.failed} failed, listed in failures.csv)"
+        )
     fs_counts = pd.Series(report.original_fs, dtype=float).value_counts().sort_index()
     return dg.MaterializeResult(
         metadata={
@@ -153,6 +168,7 @@ def processed_records(
             "reprocessed": report.reprocessed,
             "reused_unchanged": report.reused,
             "reuse": report.full_reprocess_reason or "records with unchanged files copied from the previous generation",
+            "reprocess_reasons": counts_table(dict(report.reprocess_reasons), "why read again"),
             "workers": report.workers,
             "failed": report.failed,
             "failure_reasons": reasons_table(report.failures),
@@ -161,18 +177,20 @@ def processed_records(
             "original_seconds": dg.MetadataValue.json(_summary(report.original_seconds)),
             "label_counts": counts_table(record_store.index["label"].value_counts().to_dict(), "label"),
             "example_waveforms": example_waveforms(
-                record_store, config.target_fs, artifacts.figures / "example_waveforms.png"
+                record_store, config.target_fs, artifacts.figures / "example_waveforms.png", dataset=dataset
             ),
             "recording_distributions": recording_distributions(
-                record_store, artifacts.figures / "recording_distributions.png"
+                record_store, artifacts.figures / "recording_distributions.png", dataset=dataset
             ),
             "store_bytes": record_store.nbytes(),
+            "store_size": human_size(record_store.nbytes()),
             "store_disk_bytes": record_store.disk_bytes(),
             "records_with_long_window": int((record_store.window_samples > 0).sum()),
             "store_generation": record_store.generation,
             "smoke_test": config.smoke_test,
             "seconds": round(report.seconds, 2),
             "path": dg.MetadataValue.path(str(artifacts.processed)),
+            **({"note": nothing_processed_reason(report)} if not report.processed else {}),
         }
     )
 
@@ -180,16 +198,22 @@ def processed_records(
 @dg.asset(
     partitions_def=dataset_partitions,
     group_name=GROUP,
-    deps=[processed_records],
+    deps=[processed_records, label_mapping],  # label_mapping.csv: PTB-XL strat_fold
     kinds={"python", "json"},
     code_version=versioning.code_version(versioning.SPLITS_CODE),
     description="Train/validation/test split of the processed records: PTB-XL strat_fold when present, else "
     "80/10/10 stratified by label with each patient in one split; reproducible from a seed.",
 )
 def splits(context: dg.AssetExecutionContext, config: SplitsConfig, paths: EcgPathsResource) -> dg.MaterializeResult:
-    artifacts = paths.artifacts(context.partition_key)
+    dataset = context.partition_key
+    artifacts = paths.artifacts(dataset)
     with partition_step(context, artifacts, paths.pipeline_log):
         index = RecordStore(artifacts.processed).index
+        if index.empty:
+            explanation = empty_store_explanation(
+                read_label_mapping(artifacts.label_mapping), artifacts.processed / FAILURES_FILE
+            )
+            raise dg.Failure(description=f"nothing to split: {explanation}")
         folds = strat_folds_for(index["record_id"].tolist(), read_label_mapping(artifacts.label_mapping))
         result = assign_splits(index["label"].tolist(), config, index["patient_id"].tolist(), folds)
         write_splits(artifacts.splits, result.positions, index["record_id"].tolist(), config, result.method)
@@ -202,6 +226,7 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, paths: EcgPa
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": sum(len(split[name]) for name in SPLIT_NAMES),
+            "dataset": _dataset_note(paths, dataset),
             **{f"{name}_records": len(split[name]) for name in SPLIT_NAMES},
             "method": result.method,
             "notes": "\n".join(result.notes) or "none",
@@ -230,8 +255,10 @@ def trained_model(
     paths: EcgPathsResource,
     gpu: TorchDeviceResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
+    tracking: ExperimentTrackingResource,
 ) -> dg.MaterializeResult:
-    artifacts = paths.artifacts(context.partition_key)
+    dataset = context.partition_key
+    artifacts = paths.artifacts(dataset)
     with partition_step(context, artifacts, paths.pipeline_log):
         device, processes = gpu.device_settings(), gpu.process_count()
         if processes > 1:
@@ -248,7 +275,9 @@ def trained_model(
                 artifacts.training_log,
             )
             metadata = {**result.summary(device), "checkpoint": dg.MetadataValue.path(str(result.best_checkpoint))}
-    log = read_json(artifacts.training_log)
+        best_f1 = _best_validation_f1(read_training_log(artifacts.training_log))
+        logger.info(f"Training complete! Best validation F1: {best_f1:.4f}, checkpoints saved to: {artifacts.models}")
+    log = read_training_log(artifacts.training_log)
     if log.get("members"):
         members = pd.DataFrame([{key: member[key] for key in MEMBER_COLUMNS} for member in log["members"]]).round(4)
         metadata["ensemble_members"] = markdown_table(members)
@@ -260,9 +289,13 @@ def trained_model(
         )
     return dg.MaterializeResult(
         metadata={
+            "dataset": _dataset_note(paths, dataset),
             **metadata,
-            "training_history": training_history(training_histories(log), artifacts.figures / "training_history.png"),
+            "training_history": training_history(
+                training_histories(log), artifacts.figures / "training_history.png", dataset=dataset
+            ),
             "training_log": dg.MetadataValue.path(str(artifacts.training_log)),
+            **tracking.log_training(context, artifacts),
         }
     )
 
@@ -277,9 +310,13 @@ def trained_model(
     "macro/micro/weighted F1, classification report and figures.",
 )
 def test_metrics(
-    context: dg.AssetExecutionContext, paths: EcgPathsResource, gpu: TorchDeviceResource
+    context: dg.AssetExecutionContext,
+    paths: EcgPathsResource,
+    gpu: TorchDeviceResource,
+    tracking: ExperimentTrackingResource,
 ) -> dg.MaterializeResult:
-    artifacts = paths.artifacts(context.partition_key)
+    dataset = context.partition_key
+    artifacts = paths.artifacts(dataset)
     with partition_step(context, artifacts, paths.pipeline_log):
         outputs = evaluation.evaluate_checkpoint(
             RecordStore(artifacts.processed),
@@ -289,16 +326,23 @@ def test_metrics(
             artifacts.test_metrics,
             artifacts.figures,
             expected_sha256=_recorded_checkpoint_sha256(context),
+            training_log=artifacts.training_log,  # every epoch, not the checkpoint's history up to the best one
+            dataset=dataset,
+        )
+        logger.info(
+            f"Evaluation complete! Metrics saved to: {outputs.metrics_file}, F1 plot saved to: {outputs.f1_plot}"
         )
     result = outputs.metrics
     intervals = result["intervals"]
-    per_class = pd.DataFrame(result["per_class"]).T.rename_axis("class").reset_index()
+    per_class = pd.DataFrame(result["per_class"]).T.rename_axis("class").reset_index().round(3)
+    per_class["support"] = per_class["support"].astype(int)  # a count of records, not a float
     per_class["f1_95ci"] = [
         format_interval(f1, intervals["per_class"][name]) for name, f1 in zip(per_class["class"], per_class["f1"])
     ]
     averages = ("macro_f1", "micro_f1", "weighted_f1", "accuracy")
     return dg.MaterializeResult(
         metadata={
+            "dataset": _dataset_note(paths, dataset),
             **{key: round(result[key], 4) for key in averages},
             "estimate": dg.MetadataValue.md(
                 "\n".join(f"- {key}: {format_interval(result[key], intervals[key])}" for key in averages)
@@ -308,13 +352,14 @@ def test_metrics(
             **{f"{key}_95ci": dg.MetadataValue.json(intervals[key]) for key in averages},
             "majority_class_macro_f1": round(result["majority_class_macro_f1"], 4),
             "test_records": result["n_samples"],
-            "per_class": markdown_table(per_class.round(3)),
+            "per_class": markdown_table(per_class),
             "classification_report": dg.MetadataValue.md(f"```\n{result['classification_report']}\n```"),
             "confusion_matrix": png_markdown(outputs.pngs["confusion"], "confusion matrix"),
             "f1_scores": png_markdown(outputs.pngs["f1"], "test F1 per class"),
             "training_history": png_markdown(outputs.pngs["history"], "training history"),
             "checkpoint_sha256": result["checkpoint_sha256"],
             "path": dg.MetadataValue.path(str(outputs.metrics_file)),
+            **tracking.log_evaluation(context, artifacts),
         }
     )
 
@@ -342,6 +387,13 @@ def _recorded_checkpoint_sha256(context: dg.AssetExecutionContext) -> str:
         f"recorded by trained_model in run {records[0].run_id}"
     )
     return str(recorded.value)
+
+
+def _best_validation_f1(log: dict) -> float:
+    """Best validation macro F1 of a `training_log.json`: the run's, or the mean of an ensemble's members'."""
+    if "best_val_macro_f1" in log:
+        return float(log["best_val_macro_f1"])
+    return float(np.mean([member["best_val_macro_f1"] for member in log["members"]]))
 
 
 def _summary(values: list[float]) -> dict[str, float]:

@@ -9,17 +9,15 @@ asset instead of per check.
 """
 
 import warnings
-from pathlib import Path
 from typing import Iterator
 
 import dagster as dg
-import pandas as pd
 
 from ecg_assets.core import quality
 from ecg_assets.core.artifacts import PartitionArtifacts
-from ecg_assets.core.atomic_io import read_json
+from ecg_assets.core.evaluation import read_test_metrics
 from ecg_assets.core.label_mapping import read_label_mapping
-from ecg_assets.core.preprocessing import FAILURES_FILE
+from ecg_assets.core.preprocessing import read_failures
 from ecg_assets.core.splits import read_splits
 from ecg_assets.core.store import RecordStore
 from ecg_assets.defs.assets import SMOKE_TEST_RECORDS, label_mapping, processed_records, splits, test_metrics
@@ -92,10 +90,6 @@ def _examples(values) -> str:
     return (shown + more) or "none"
 
 
-def _failed_record_ids(store_dir: Path) -> list[str]:
-    return pd.read_csv(store_dir / FAILURES_FILE, dtype=str, keep_default_na=False)["record_id"].tolist()
-
-
 def _latest_materialization_metadata(context: dg.AssetCheckExecutionContext, asset_key: dg.AssetKey) -> dict:
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[context.partition_key]), limit=1
@@ -104,10 +98,15 @@ def _latest_materialization_metadata(context: dg.AssetCheckExecutionContext, ass
 
 
 # Check results from a partition's artifacts: plain functions, so tests can run them on broken artifacts.
+# Each reads an artifact through the reader next to its writer; `store` lets one op open the store once.
 
 
-def finite_signals_result(artifacts: PartitionArtifacts) -> dg.AssetCheckResult:
-    store = RecordStore(artifacts.processed)
+def _store(artifacts: PartitionArtifacts, store: RecordStore | None) -> RecordStore:
+    return store if store is not None else RecordStore(artifacts.processed)
+
+
+def finite_signals_result(artifacts: PartitionArtifacts, store: RecordStore | None = None) -> dg.AssetCheckResult:
+    store = _store(artifacts, store)
     bad = quality.non_finite_records(store)
     return _result(
         FINITE_SIGNALS,
@@ -120,13 +119,15 @@ def finite_signals_result(artifacts: PartitionArtifacts) -> dg.AssetCheckResult:
     )
 
 
-def labels_match_result(artifacts: PartitionArtifacts, smoke_test: bool) -> dg.AssetCheckResult:
+def labels_match_result(
+    artifacts: PartitionArtifacts, smoke_test: bool, store: RecordStore | None = None
+) -> dg.AssetCheckResult:
     table = read_label_mapping(artifacts.label_mapping)
     expected = table[table["mapped_label"] != ""]
     if smoke_test:
         expected = expected.head(SMOKE_TEST_RECORDS)
-    store = RecordStore(artifacts.processed)
-    comparison = quality.compare_label_distribution(expected, store.index, _failed_record_ids(artifacts.processed))
+    failed_ids = read_failures(artifacts.processed)["record_id"].tolist()
+    comparison = quality.compare_label_distribution(expected, _store(artifacts, store).index, failed_ids)
     return _result(
         LABELS_MATCH,
         passed=comparison.matches,
@@ -136,14 +137,17 @@ def labels_match_result(artifacts: PartitionArtifacts, smoke_test: bool) -> dg.A
             "not_in_label_mapping": _examples(comparison.unexpected),
             "processed_twice": _examples(comparison.duplicated),
             "neither_processed_nor_failed": _examples(comparison.unaccounted),
+            "repeated_rows_skipped": _examples(comparison.repeated_rows),
             "smoke_test": smoke_test,
         },
     )
 
 
-def failed_share_result(artifacts: PartitionArtifacts, max_failed_share: float) -> dg.AssetCheckResult:
-    failed = len(_failed_record_ids(artifacts.processed))
-    share = quality.failed_share(len(RecordStore(artifacts.processed)), failed)
+def failed_share_result(
+    artifacts: PartitionArtifacts, max_failed_share: float, store: RecordStore | None = None
+) -> dg.AssetCheckResult:
+    failed = len(read_failures(artifacts.processed))
+    share = quality.failed_share(len(_store(artifacts, store)), failed)
     return _result(
         FAILED_SHARE,
         passed=share <= max_failed_share,
@@ -152,10 +156,8 @@ def failed_share_result(artifacts: PartitionArtifacts, max_failed_share: float) 
     )
 
 
-def split_usability_result(artifacts: PartitionArtifacts) -> dg.AssetCheckResult:
-    coverage = quality.split_coverage(
-        RecordStore(artifacts.processed).index["label"].tolist(), read_splits(artifacts.splits)
-    )
+def split_usability_result(artifacts: PartitionArtifacts, store: RecordStore | None = None) -> dg.AssetCheckResult:
+    coverage = quality.split_coverage(_store(artifacts, store).index["label"].tolist(), read_splits(artifacts.splits))
     missing = coverage.train_classes_missing_from_val
     return _result(
         SPLITS_USABLE,
@@ -169,8 +171,10 @@ def split_usability_result(artifacts: PartitionArtifacts) -> dg.AssetCheckResult
     )
 
 
-def split_disjointness_result(artifacts: PartitionArtifacts) -> dg.AssetCheckResult:
-    overlaps = quality.split_overlaps(RecordStore(artifacts.processed).index, read_splits(artifacts.splits))
+def split_disjointness_result(
+    artifacts: PartitionArtifacts, store: RecordStore | None = None
+) -> dg.AssetCheckResult:
+    overlaps = quality.split_overlaps(_store(artifacts, store).index, read_splits(artifacts.splits))
     return _result(
         SPLITS_DISJOINT,
         passed=overlaps.disjoint,
@@ -185,7 +189,7 @@ def split_disjointness_result(artifacts: PartitionArtifacts) -> dg.AssetCheckRes
 
 
 def majority_baseline_result(artifacts: PartitionArtifacts) -> dg.AssetCheckResult:
-    result = read_json(artifacts.test_metrics)
+    result = read_test_metrics(artifacts.test_metrics)
     return _result(
         BEATS_MAJORITY,
         passed=result["macro_f1"] > result["majority_class_macro_f1"],
@@ -207,16 +211,18 @@ def processed_records_checks(
 ) -> Iterator[dg.AssetCheckResult]:
     artifacts = paths.artifacts(context.partition_key)
     smoke_test = _latest_materialization_metadata(context, processed_records.key).get("smoke_test")
-    yield finite_signals_result(artifacts)
-    yield labels_match_result(artifacts, bool(smoke_test and smoke_test.value))
-    yield failed_share_result(artifacts, config.max_failed_share)
+    store = RecordStore(artifacts.processed)  # once for the three checks
+    yield finite_signals_result(artifacts, store)
+    yield labels_match_result(artifacts, bool(smoke_test and smoke_test.value), store)
+    yield failed_share_result(artifacts, config.max_failed_share, store)
 
 
 @dg.multi_asset_check(specs=[SPLITS_USABLE, SPLITS_DISJOINT], name="splits_checks")
 def splits_checks(context: dg.AssetCheckExecutionContext, paths: EcgPathsResource) -> Iterator[dg.AssetCheckResult]:
     artifacts = paths.artifacts(context.partition_key)
-    yield split_usability_result(artifacts)
-    yield split_disjointness_result(artifacts)
+    store = RecordStore(artifacts.processed)  # once for both checks
+    yield split_usability_result(artifacts, store)
+    yield split_disjointness_result(artifacts, store)
 
 
 @dg.multi_asset_check(specs=[BEATS_MAJORITY], name="test_metrics_checks")

@@ -17,8 +17,10 @@ from ecg_assets.core.store import RecordStore
 EXAMPLE_WAVEFORMS = 3
 
 
-def markdown_table(frame: pd.DataFrame, max_rows: int = 50) -> dg.MetadataValue:
-    """A DataFrame as a markdown table (first `max_rows` rows, with a note when cut)."""
+def markdown_table(frame: pd.DataFrame, max_rows: int = 50, empty: str = "none") -> dg.MetadataValue:
+    """A DataFrame as a markdown table (first `max_rows` rows, with a note when cut); `empty`, in words, for none."""
+    if frame.empty:
+        return dg.MetadataValue.md(empty)
     shown = frame.head(max_rows)
     header = "| " + " | ".join(str(column) for column in shown.columns) + " |"
     rule = "|" + "---|" * len(shown.columns)
@@ -42,8 +44,20 @@ def reasons_table(
     return markdown_table(pd.DataFrame(list(rows), columns=list(columns)))
 
 
-def example_waveforms(store: RecordStore, fs: float, path: Path, examples: int = EXAMPLE_WAVEFORMS) -> dg.MetadataValue:
-    """A 12-lead grid of the first record of each of (up to) `examples` labels, embedded as PNG."""
+def human_size(size: int) -> str:
+    """A byte count for people: `1.5 MB` (decimal units, as file managers show them)."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def example_waveforms(
+    store: RecordStore, fs: float, path: Path, examples: int = EXAMPLE_WAVEFORMS, dataset: str | None = None
+) -> dg.MetadataValue:
+    """A lead grid of the first record of each of (up to) `examples` labels, embedded as PNG."""
     if not len(store):
         return dg.MetadataValue.md("_no processed records_")
     index = store.index
@@ -59,21 +73,24 @@ def example_waveforms(store: RecordStore, fs: float, path: Path, examples: int =
         fs,
         lead_present=present,
         path=path,
+        dataset=dataset,
     )
-    return png_markdown(png, "example 12-lead waveforms")
+    return png_markdown(png, "example waveforms")
 
 
-def recording_distributions(store: RecordStore, path: Path) -> dg.MetadataValue:
+def recording_distributions(store: RecordStore, path: Path, dataset: str | None = None) -> dg.MetadataValue:
     """Histograms of the native sampling rates and lengths of the processed records, embedded as PNG."""
     rates = store.index["original_fs"].astype(float)
     seconds = store.index["original_samples"].astype(float) / rates
-    png = plot_recording_distributions(rates.tolist(), seconds.tolist(), path=path)
+    png = plot_recording_distributions(rates.tolist(), seconds.tolist(), path=path, dataset=dataset)
     return png_markdown(png, "native sampling rate and length histograms")
 
 
-def training_history(history: Sequence[dict] | Mapping[str, Sequence[dict]], path: Path) -> dg.MetadataValue:
+def training_history(
+    history: Sequence[dict] | Mapping[str, Sequence[dict]], path: Path, dataset: str | None = None
+) -> dg.MetadataValue:
     """Loss and validation macro F1 per epoch, embedded as PNG."""
-    return png_markdown(plot_training_history(history, path), "training history")
+    return png_markdown(plot_training_history(history, path, dataset=dataset), "training history")
 
 
 def _cell(value: object) -> str:

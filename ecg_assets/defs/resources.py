@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -11,11 +10,10 @@ import torch
 from pydantic import Field
 
 from ecg_assets.core.artifacts import PartitionArtifacts, pipeline_log
-from ecg_assets.core.demo import DEMO_DATASETS, ensure_demo_dataset
+from ecg_assets.core.demo import ensure_demo_dataset
+from ecg_assets.core.devices import resolve_device
 from ecg_assets.core.settings import Settings
 from ecg_assets.core.training import DeviceSettings
-
-logger = logging.getLogger(__name__)
 
 
 class EcgPathsResource(dg.ConfigurableResource):
@@ -41,17 +39,24 @@ class EcgPathsResource(dg.ConfigurableResource):
         return pipeline_log(Path(self.artifacts_dir))
 
     def dataset_dir(self, dataset: str) -> Path:
-        """The dataset's folder; demo datasets are generated here on first use."""
+        """The dataset's folder; demo datasets are generated on first use. A missing folder is an error saying why."""
         settings = self.settings()
-        if settings.is_demo and dataset in DEMO_DATASETS:
-            return ensure_demo_dataset(settings.datasets_root, dataset)
-        return settings.dataset_dir(dataset)
+        if settings.is_demo_dataset(dataset):
+            return ensure_demo_dataset(settings.demo_root, dataset)
+        folder = settings.dataset_dir(dataset)
+        if not folder.is_dir():
+            where = f"ECG_DATA_DIR={settings.data_dir}" if settings.data_dir else "ECG_DATA_DIR is unset (the demo)"
+            raise FileNotFoundError(
+                f"dataset partition {dataset!r} has no folder: {folder} does not exist ({where}). Partitions persist "
+                "once registered; this one may come from another ECG_DATA_DIR"
+            )
+        return folder
 
 
 class TorchDeviceResource(dg.ConfigurableResource):
     """The compute device for training and inference (GPU-tagged: the training asset's pool is `gpu`).
 
-    `auto` picks CUDA when available and otherwise falls back to the CPU with a warning.
+    `auto` picks CUDA when available and otherwise falls back to the CPU with a warning (once per process).
     `processes_per_node` > 1 trains on that many torchrun processes (`ecg_assets.defs.torchrun`).
     """
 
@@ -71,25 +76,8 @@ class TorchDeviceResource(dg.ConfigurableResource):
     )
 
     def device_settings(self) -> DeviceSettings:
-        """Resolve the configured device into what the training loop needs."""
-        cuda = torch.cuda.is_available()
-        if self.device == "cuda" and not cuda:
-            raise RuntimeError("device='cuda' was requested but torch.cuda.is_available() is False")
-        if self.device == "auto" and not cuda:
-            logger.warning("no CUDA device available: using the CPU (set device='cpu' to silence this)")
-        device = torch.device("cuda" if cuda and self.device != "cpu" else "cpu")
-        amp_dtype = None
-        if device.type == "cuda" and self.mixed_precision:
-            amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        cuda_device = device.type == "cuda"
-        return DeviceSettings(
-            device=device,
-            amp_dtype=amp_dtype,
-            non_blocking=cuda_device,
-            pin_memory=cuda_device,
-            prefetch_batches=self.prefetch_batches if self.prefetch_batches is not None else (2 if cuda_device else 0),
-            compile=self.compile if self.compile is not None else cuda_device,
-        )
+        """Resolve the configured device into what the training loop needs (`core.devices`, shared with predict)."""
+        return resolve_device(self.device, self.mixed_precision, self.compile, self.prefetch_batches)
 
     def process_count(self) -> int:
         """How many training processes to launch: `processes_per_node`, or one per visible CUDA device when 0."""

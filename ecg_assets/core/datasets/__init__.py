@@ -1,7 +1,7 @@
 """Dataset formats. Adding one: a module with a `DatasetFormat` subclass, listed in `FORMATS`.
 
 A folder's optional `dataset.yaml` may name its format (`format: ...`); otherwise the first
-format whose `detect` accepts the folder reads it.
+format whose `detect` accepts the folder's inventory (every file, classified once) reads it.
 """
 
 from __future__ import annotations
@@ -12,15 +12,20 @@ from ecg_assets.core.datasets.base import DatasetFormat, DatasetScan
 from ecg_assets.core.datasets.cinc2017 import Cinc2017Format
 from ecg_assets.core.datasets.cinc2021 import Cinc2021Format
 from ecg_assets.core.datasets.config import DatasetConfigError, load_dataset_config
+from ecg_assets.core.datasets.cpsc2018 import Cpsc2018Format
+from ecg_assets.core.datasets.inventory import FolderInventory
 from ecg_assets.core.datasets.mat import MatFormat
 from ecg_assets.core.datasets.ptb_diagnostic import PtbDiagnosticFormat
 from ecg_assets.core.datasets.ptbxl import PtbXlFormat
 from ecg_assets.core.datasets.wfdb_generic import WfdbGenericFormat
+from ecg_assets.core.labels import LabelMappingError
+from ecg_assets.core.paths import OutsideFolderError
 
 # Most specific first.
 FORMATS: tuple[DatasetFormat, ...] = (
     PtbXlFormat(),
     PtbDiagnosticFormat(),
+    Cpsc2018Format(),
     Cinc2017Format(),
     Cinc2021Format(),
     MatFormat(),
@@ -32,8 +37,9 @@ class UnknownFormatError(ValueError):
     """No format recognises a dataset folder."""
 
 
-def detect_format(folder: Path) -> DatasetFormat:
-    """The format of a dataset folder; raises `UnknownFormatError` naming what was tried."""
+def detect_format(folder: Path, inventory: FolderInventory | None = None) -> DatasetFormat:
+    """The format of a dataset folder, judged on its whole inventory (hidden and macOS metadata files
+    left out); raises `UnknownFormatError` naming what was tried."""
     if not folder.is_dir():
         raise UnknownFormatError(f"dataset folder {folder} does not exist")
     stated = load_dataset_config(folder).format
@@ -42,11 +48,31 @@ def detect_format(folder: Path) -> DatasetFormat:
         if stated not in by_name:
             raise DatasetConfigError(f"{folder}/dataset.yaml: unknown format {stated!r}; known: {', '.join(by_name)}")
         return by_name[stated]
+    inventory = inventory if inventory is not None else FolderInventory.of(folder)
     for dataset_format in FORMATS:
-        if dataset_format.detect(folder):
+        if dataset_format.detect(inventory):
             return dataset_format
     tried = "; ".join(dataset_format.description for dataset_format in FORMATS)
     raise UnknownFormatError(f"{folder}: no supported format recognised (tried: {tried})")
 
 
-__all__ = ["FORMATS", "DatasetFormat", "DatasetScan", "UnknownFormatError", "detect_format"]
+def scan_dataset(folder: Path) -> tuple[DatasetFormat, DatasetScan]:
+    """Detect the folder's format and scan it, walking the folder once."""
+    inventory = FolderInventory.of(folder) if folder.is_dir() else None
+    dataset_format = detect_format(folder, inventory)
+    return dataset_format, dataset_format.scan(folder, inventory)
+
+
+# What stops a partition (or `predict`) with a one-line message: the dataset folder itself is unusable.
+DATASET_ERRORS = (DatasetConfigError, UnknownFormatError, LabelMappingError, OutsideFolderError)
+
+__all__ = [
+    "DATASET_ERRORS",
+    "FORMATS",
+    "DatasetFormat",
+    "DatasetScan",
+    "FolderInventory",
+    "UnknownFormatError",
+    "detect_format",
+    "scan_dataset",
+]

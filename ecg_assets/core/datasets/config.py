@@ -4,7 +4,7 @@
 format: mat              # skip detection: ptbxl, ptb_diagnostic, cinc2017, cinc2021, mat, wfdb
 sampling_rate: 500       # Hz, for MAT files and headers without a (valid) rate
 lead_names: [I, II, V1]  # for MAT files and headers without lead names
-mat_variable: val        # the MAT variable holding the [leads, samples] matrix
+mat_variable: val        # the MAT variable holding the [leads, samples] matrix, or a struct field (ECG.data)
 gain: 1000               # ADC units per mV of MAT files
 ```
 """
@@ -17,8 +17,10 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ecg_assets.core.labels import LabelMappingError
 from ecg_assets.core.paths import OutsideFolderError, dataset_file
 from ecg_assets.core.readers import SignalDefaults
+from ecg_assets.core.textfiles import decode_text
 
 CONFIG_FILE_NAME = "dataset.yaml"
 
@@ -35,7 +37,11 @@ class DatasetConfig(BaseModel):
     format: str | None = Field(None, description="Layout name; skips auto-detection.")
     sampling_rate: float | None = Field(None, gt=0, description="Hz, where the files do not state it.")
     lead_names: tuple[str, ...] | None = Field(None, min_length=1, description="Channel names, in file order.")
-    mat_variable: str = Field("val", description="MAT variable holding the signal matrix.")
+    mat_variable: str = Field(
+        "val",
+        pattern=r"^[A-Za-z]\w*(\.[A-Za-z]\w*)*$",
+        description="MAT variable holding the signal matrix, or a field of a struct variable (`ECG.data`).",
+    )
     gain: float = Field(1.0, gt=0, description="ADC units per mV of MAT files.")
 
     @property
@@ -59,8 +65,10 @@ def load_dataset_config(folder: Path) -> DatasetConfig:
 @lru_cache(maxsize=64)
 def _load(path: Path, mtime_ns: int, size: int) -> DatasetConfig:
     try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        content = yaml.safe_load(decode_text(path.read_bytes(), str(path))) or {}
+    except LabelMappingError as error:  # not text in a Unicode encoding
+        raise DatasetConfigError(str(error)) from error
+    except (OSError, yaml.YAMLError) as error:
         raise DatasetConfigError(f"{path}: not readable YAML ({error})") from error
     if not isinstance(content, dict):
         raise DatasetConfigError(f"{path}: expected a mapping of settings, found {type(content).__name__}")

@@ -6,19 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from ecg_assets.core.datasets.base import (
-    DatasetFormat,
-    DatasetScan,
-    first_files_inside,
-    record_id_of,
-    scan_headers,
-)
+from ecg_assets.core.datasets.base import DatasetFormat, DatasetScan, majority, record_id_of, scan_headers
+from ecg_assets.core.datasets.inventory import FolderInventory
 from ecg_assets.core.labels import LabelDecision, map_ptb_reason
-from ecg_assets.core.readers import HeaderSummary, comment_value, header_comments
+from ecg_assets.core.readers import HeaderSummary, comment_value, header_summary
 from ecg_assets.core.records import RecordEntry
 
 REASON_KEY = "Reason for admission"
-HEADERS = "patient*/*.hea"
+DETECTION_SAMPLE = 50
 
 
 def _entry(relative: str, header: HeaderSummary) -> RecordEntry:
@@ -27,16 +22,33 @@ def _entry(relative: str, header: HeaderSummary) -> RecordEntry:
     return RecordEntry(record_id_of(relative), relative, (reason,) if reason else (), patient_id=patient)
 
 
+def patient_headers(inventory: FolderInventory) -> list[str]:
+    """Headers one level down in `patientNNN/` folders."""
+    return [
+        name
+        for name in inventory.with_suffix(".hea")
+        if name.count("/") == 1 and name.split("/")[0].lower().startswith("patient")
+    ]
+
+
 class PtbDiagnosticFormat(DatasetFormat):
     name = "ptb_diagnostic"
     description = "PTB Diagnostic ECG Database: patientNNN/sNNNNxre.hea, 1000 Hz, 'Reason for admission:'"
 
-    def detect(self, folder: Path) -> bool:
-        headers = first_files_inside(folder, HEADERS, 5)
-        return bool(headers) and any(comment_value(header_comments(path), REASON_KEY) for path in headers)
+    def detect(self, inventory: FolderInventory) -> bool:
+        sample = inventory.evenly_spaced(patient_headers(inventory), DETECTION_SAMPLE)
+        summaries = [header_summary(inventory.folder / name) for name in sample]
+        return majority(
+            [comment_value(summary.comments, REASON_KEY) is not None for summary in summaries if not summary.problem]
+        )
 
-    def scan(self, folder: Path) -> DatasetScan:
-        return scan_headers(folder, HEADERS, _entry)
+    def list_records(self, folder: Path, inventory: FolderInventory) -> DatasetScan:
+        return scan_headers(folder, patient_headers(inventory), _entry)
+
+    def unclaimed_reason(self, relative: str) -> str:
+        if relative.lower().endswith(".hea"):
+            return "header outside the patientNNN/ folders of the PTB Diagnostic layout: not read"
+        return super().unclaimed_reason(relative)
 
     def map_labels(self, native_labels: tuple[str, ...]) -> LabelDecision:
         return map_ptb_reason(native_labels)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ecg_assets.core.datasets.base import DatasetFormat, DatasetScan, record_id_of, scan_headers
+from ecg_assets.core.datasets.inventory import FolderInventory
 from ecg_assets.core.records import RecordEntry
 
 
@@ -13,8 +14,10 @@ class WfdbGenericFormat(DatasetFormat):
     description = "generic WFDB records (.hea + .dat/.mat); labels from unified_label_mapping.csv"
     needs_label_csv = True
 
-    def detect(self, folder: Path) -> bool:
-        return any(folder.rglob("*.hea"))
+    def detect(self, inventory: FolderInventory) -> bool:
+        return bool(inventory.with_suffix(".hea"))
 
-    def scan(self, folder: Path) -> DatasetScan:
-        return scan_headers(folder, "**/*.hea", lambda relative, _: RecordEntry(record_id_of(relative), relative))
+    def list_records(self, folder: Path, inventory: FolderInventory) -> DatasetScan:
+        return scan_headers(
+            folder, inventory.with_suffix(".hea"), lambda relative, _: RecordEntry(record_id_of(relative), relative)
+        )
