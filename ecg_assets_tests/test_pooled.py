@@ -20,7 +20,7 @@ from ecg_assets.core.scoring import load_scoring_model, score_positions
 from ecg_assets.core.store import RecordStoreWriter
 from ecg_assets.core.training import DeviceSettings, TrainingConfig, _Trainer
 
-from .conftest import write_wfdb_record
+from .conftest import cpu_resources, register_partitions, write_wfdb_record
 
 CPU = DeviceSettings(device=torch.device("cpu"))
 TINY = dict(epochs=1, batch_size=8, base_channels=4, log_every_batches=1)
@@ -246,21 +246,24 @@ def _plant_copies(data_dir, artifacts_dir, instance):
     return planted
 
 
+def _resources(data_dir, artifacts_dir):
+    """The CPU resources, reading datasets from `data_dir`."""
+    from ecg_assets.defs.resources import EcgPathsResource
+
+    paths = EcgPathsResource(data_dir=str(data_dir), artifacts_dir=str(artifacts_dir))
+    return {**cpu_resources(artifacts_dir), "paths": paths}
+
+
 def _chain(partition, data_dir, artifacts_dir, instance):
     import dagster as dg
 
     from ecg_assets.defs.assets import ecg_assets
     from ecg_assets.defs.checks import ecg_checks
-    from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 
     result = dg.materialize(
         [*ecg_assets, *ecg_checks],
         partition_key=partition,
-        resources={
-            "paths": EcgPathsResource(data_dir=str(data_dir), artifacts_dir=str(artifacts_dir)),
-            "gpu": TorchDeviceResource(device="cpu"),
-            "pipes_subprocess_client": dg.PipesSubprocessClient(),
-        },
+        resources=_resources(data_dir, artifacts_dir),
         run_config={"ops": {"trained_model": {"config": TINY_RUN}}},
         instance=instance,
     )
@@ -275,12 +278,11 @@ def test_pooled_model_and_matrix_on_the_demo_keep_a_planted_twin_out_of_training
 
     from ecg_assets.defs.assets import ecg_assets
     from ecg_assets.defs.pooled import pooled_assets, pooled_checks
-    from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 
     data_dir, artifacts_dir = tmp_path / "data", tmp_path / "artifacts"
     for name in DEMO:
         shutil.copytree(demo_root / name, data_dir / name)
-    instance = dg.DagsterInstance.ephemeral()
+    instance = register_partitions(dg.DagsterInstance.ephemeral(), *DEMO)
     planted = _plant_copies(data_dir, artifacts_dir, instance)
     assert len(planted) == PLANTED
     _chain(DEMO[1], data_dir, artifacts_dir, instance)
@@ -288,11 +290,7 @@ def test_pooled_model_and_matrix_on_the_demo_keep_a_planted_twin_out_of_training
     result = dg.materialize(
         [*pooled_assets, *pooled_checks, *ecg_assets],
         selection=[asset.key for asset in pooled_assets],
-        resources={
-            "paths": EcgPathsResource(data_dir=str(data_dir), artifacts_dir=str(artifacts_dir)),
-            "gpu": TorchDeviceResource(device="cpu"),
-            "pipes_subprocess_client": dg.PipesSubprocessClient(),
-        },
+        resources=_resources(data_dir, artifacts_dir),
         run_config={"ops": {"pooled_model": {"config": TINY_RUN}}},
         instance=instance,
     )
