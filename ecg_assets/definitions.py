@@ -8,6 +8,7 @@ from ecg_assets.defs.automation import ecg_schedules, ecg_sensors
 from ecg_assets.defs.checks import ecg_checks
 from ecg_assets.defs.jobs import ecg_jobs, ecg_pipeline_job, retrain_job
 from ecg_assets.defs.partitions import register_present_datasets
+from ecg_assets.defs.pooled import pooled_assets, pooled_checks, pooled_jobs
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 from ecg_assets.defs.tracking import ExperimentTrackingResource
 
@@ -25,9 +26,9 @@ step_executor = dg.multiprocess_executor.configured(
 def build_definitions(executor: dg.ExecutorDefinition) -> dg.Definitions:
     """Every asset, check, job, schedule, sensor and resource, run by `executor`."""
     return dg.Definitions(
-        assets=ecg_assets,
-        asset_checks=ecg_checks,
-        jobs=ecg_jobs,
+        assets=[*ecg_assets, *pooled_assets],
+        asset_checks=[*ecg_checks, *pooled_checks],
+        jobs=[*ecg_jobs, *pooled_jobs],
         schedules=ecg_schedules,
         sensors=ecg_sensors,
         executor=executor,

@@ -15,10 +15,11 @@ from .conftest import cpu_resources, materialize_partition
 FAST_TRAINING = {"epochs": 2, "batch_size": 16, "base_channels": 8}
 
 
-def test_definitions_load_with_five_assets_and_the_pipeline_job():
+def test_definitions_load_with_the_assets_and_the_pipeline_job():
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
-    assert keys == {"label_mapping", "processed_records", "splits", "trained_model", "test_metrics"}
-    assert defs.resolve_job_def("ecg_pipeline") is not None
+    chain = {"label_mapping", "processed_records", "splits", "trained_model", "test_metrics"}
+    assert keys == chain | {"pooled_model", "generalisation_matrix"}
+    assert defs.resolve_job_def("ecg_pipeline") is not None and defs.resolve_job_def("pooled_and_matrix") is not None
 
 
 def test_all_assets_share_one_partitions_definition_and_form_a_chain():

@@ -344,8 +344,8 @@ def test_sigkill_during_trained_model_resumes_from_latest_and_ends_like_an_unint
 
     killed, reference = tmp_path / "killed", tmp_path / "reference"
     killed_env, reference_env = _cli_env(killed), _cli_env(reference)
-    uninterrupted = _materialize(reference_env, "*", tmp_path / "reference.out")
-    first = _materialize(killed_env, "*", tmp_path / "first.out")
+    uninterrupted = _materialize(reference_env, "*test_metrics", tmp_path / "reference.out")
+    first = _materialize(killed_env, "*test_metrics", tmp_path / "first.out")
     _wait_for(lambda: len(_epochs(killed)) >= 1, 600, "epoch 1 of the run to be killed", first)
     _kill_group(first)
     models = killed / "artifacts" / DATASET / "models"

@@ -29,7 +29,10 @@ from .test_cli import DAGSTER, ECG_ASSETS, LOCATION, _env, _run
 
 PARTITION = "demo_cinc2021"
 CHAIN = ["label_mapping", "processed_records", "splits", "trained_model", "test_metrics"]
-RUN_CONFIG = {"ops": {"trained_model": {"config": {"epochs": 2, "batch_size": 16, "base_channels": 8}}}}
+ACROSS_DATASETS = ["pooled_model", "generalisation_matrix"]  # unpartitioned, downstream of every partition
+TINY_TRAINING = {"epochs": 2, "batch_size": 16, "base_channels": 8}
+RUN_CONFIG = {"ops": {"trained_model": {"config": TINY_TRAINING}}}
+ACROSS_RUN_CONFIG = {"ops": {"pooled_model": {"config": TINY_TRAINING}}}
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -108,10 +111,13 @@ def _stop(server: subprocess.Popen, timeout_s: float = 60) -> None:
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
-    """`ecg-assets ui` on a free 127.0.0.1 port over an instance holding one materialized demo partition."""
+    """`ecg-assets ui` on a free 127.0.0.1 port over an instance holding one materialized demo partition, and the
+    pooled model and generalisation matrix materialized after it (the other partition is a labelled gap)."""
     tmp_path = tmp_path_factory.mktemp("ui")
     env = _env(tmp_path)
     _run([ECG_ASSETS, "materialize", "-p", PARTITION, "--config-json", json.dumps(RUN_CONFIG)], env)
+    across = [DAGSTER, "asset", "materialize", "--select", ",".join(ACROSS_DATASETS), "-m", "ecg_assets.definitions"]
+    _run([*across, "--config-json", json.dumps(ACROSS_RUN_CONFIG)], env)  # after the partition's chain
     env["ECG_DATA_DIR"] = str(tmp_path / "data")  # another setting: the demo partitions must stay
     (tmp_path / "data").mkdir()
     port = _free_port()
@@ -168,7 +174,7 @@ def test_graphql_lists_the_schedule_sensor_jobs_and_checks(ui):
     assert [target["pipelineName"] for target in sensors["dataset_files_sensor"]["targets"]] == ["ecg_pipeline"]
     assert sensors["dataset_registration_sensor"]["sensorState"]["status"] == "RUNNING"  # registers, never runs
     assert not sensors["dataset_registration_sensor"]["targets"]
-    assert {"ecg_pipeline", "retrain_and_evaluate"} <= {job["name"] for job in repository["jobs"]}
+    assert {"ecg_pipeline", "retrain_and_evaluate", "pooled_and_matrix"} <= {job["name"] for job in repository["jobs"]}
 
     nodes = _graphql(
         ui["url"],
@@ -188,6 +194,8 @@ def test_graphql_lists_the_schedule_sensor_jobs_and_checks(ui):
         ("splits", "splits_are_usable"): True,
         ("splits", "splits_are_disjoint"): True,
         ("test_metrics", "macro_f1_beats_majority_baseline"): False,
+        ("pooled_model", "pooled_training_has_no_test_twins"): True,
+        ("generalisation_matrix", "matrix_diagonal_matches_test_metrics"): False,
     }
     assert all(node["groupName"] == "ecg_pipeline" and node["kinds"] and node["description"] for node in nodes)
     latest = {
@@ -198,7 +206,8 @@ def test_graphql_lists_the_schedule_sensor_jobs_and_checks(ui):
     for name, blocking in checks.items():
         if blocking:  # the demo partition passed every blocking check, so training ran
             evaluation = latest[name[1]]["evaluation"]
-            assert evaluation["success"] and evaluation["partition"] == PARTITION, (name, latest[name[1]])
+            partition = None if name[0] in ACROSS_DATASETS else PARTITION
+            assert evaluation["success"] and evaluation["partition"] == partition, (name, latest[name[1]])
 
     limit = _graphql(ui["url"], '{ instance { concurrencyLimit(concurrencyKey: "gpu") { slotCount } } }')
     assert limit["instance"]["concurrencyLimit"]["slotCount"] == 1  # dagster.yaml's pool limit
@@ -273,12 +282,50 @@ def test_asset_graph_shows_the_five_assets_in_lineage_with_partitions(ui, page):
     boxes = {name: graph.get_by_text(name, exact=True).bounding_box() for name in CHAIN}
     assert all(boxes.values()), boxes
     assert sorted(CHAIN, key=lambda name: boxes[name]["x"]) == CHAIN  # drawn left to right as a chain
-    # the chain's edges, plus label_mapping -> splits (splits reads label_mapping.csv)
-    assert graph.locator("path[stroke='var(--color-lineage-edge)']").count() == len(CHAIN)
+    # the chain's edges, plus label_mapping -> splits (splits reads label_mapping.csv), plus splits -> pooled_model
+    # and splits, trained_model, pooled_model -> generalisation_matrix
+    assert graph.locator("path[stroke='var(--color-lineage-edge)']").count() == len(CHAIN) + 4
     assert graph.get_by_text("50% filled").count() == len(CHAIN)  # one of two partitions materialized
     left, right = boxes[CHAIN[0]], boxes[CHAIN[-1]]
     clip = {"x": left["x"] - 40, "y": left["y"] - 20, "width": right["x"] - left["x"] + 240, "height": 150}
     _screenshot(page, ui, "asset_graph_zoomed", clip=clip)
+
+
+def test_lineage_shows_the_pooled_model_and_the_matrix_downstream_of_every_partition(ui, page):
+    nodes = _graphql(
+        ui["url"], "{ assetNodes { assetKey { path } isPartitioned dependencies { asset { assetKey { path } } } } }"
+    )["assetNodes"]
+    upstream = {
+        node["assetKey"]["path"][0]: {dependency["asset"]["assetKey"]["path"][0] for dependency in node["dependencies"]}
+        for node in nodes
+    }
+    partitioned = {node["assetKey"]["path"][0]: node["isPartitioned"] for node in nodes}
+    # Unpartitioned assets on partitioned parents: every partition of the parent (AllPartitionMapping, asserted
+    # in test_pooled; dagster-graphql 1.13.27 reports it as null because an AllPartitionMapping is falsy).
+    assert not partitioned["pooled_model"] and not partitioned["generalisation_matrix"] and partitioned["splits"]
+    assert upstream["pooled_model"] == {"splits"}
+    assert upstream["generalisation_matrix"] == {"splits", "trained_model", "pooled_model"}
+
+    page.goto(f"{ui['url']}/asset-groups")
+    graph = page.locator("[class*=svgContainer]")
+    graph.get_by_text("generalisation_matrix", exact=True).wait_for()
+    page.wait_for_load_state("networkidle")
+    boxes = {name: graph.get_by_text(name, exact=True).bounding_box() for name in CHAIN + ACROSS_DATASETS}
+    assert all(boxes.values()), boxes
+    assert boxes["pooled_model"]["x"] > boxes["splits"]["x"]
+    assert boxes["generalisation_matrix"]["x"] > max(boxes["pooled_model"]["x"], boxes["trained_model"]["x"])
+    left, right = boxes[CHAIN[0]], boxes["generalisation_matrix"]
+    top = min(box["y"] for box in boxes.values())
+    bottom = max(box["y"] for box in boxes.values())
+    clip = {"x": left["x"] - 40, "y": top - 20, "width": right["x"] - left["x"] + 280, "height": bottom - top + 150}
+    _screenshot(page, ui, "asset_graph_across_datasets", clip=clip)
+
+    page.goto(f"{ui['url']}/assets/generalisation_matrix")
+    page.get_by_text("cells_scored", exact=True).first.wait_for()
+    figure = _show_markdown_figure(page, "heatmap")
+    assert figure.evaluate("image => image.naturalWidth") > 400
+    _screenshot(page, ui, "generalisation_matrix_heatmap")
+    page.get_by_role("button", name="Close").click()
 
 
 def test_test_metrics_page_shows_metrics_figures_partitions_and_checks(ui, page):

@@ -1,6 +1,7 @@
 """`ecg-assets`: the everyday commands, with a persistent Dagster instance set up for you.
 
-    ecg-assets materialize            the whole chain for every dataset present (one ecg_pipeline run each)
+    ecg-assets materialize            the whole chain for every dataset present (one ecg_pipeline run each),
+                                      then the pooled model and the generalisation matrix (one run)
     ecg-assets materialize -p KEY     one partition (repeatable); --select limits the assets, --config-json
                                       gives run config, --job retrain_and_evaluate runs that job instead
     ecg-assets ui                     dagster dev -w workspace.yaml on http://127.0.0.1:3000
@@ -27,6 +28,8 @@ from ecg_assets.cli.runs import PIPELINE_JOB, PROJECT_ROOT, WORKSPACE_FILE
 from ecg_assets.core.settings import ARTIFACTS_DIR_ENV, Settings
 
 INSTANCE_TEMPLATE = PROJECT_ROOT / "dagster.yaml"
+# Unpartitioned: run once after every partition's chain (defs/pooled.py).
+ACROSS_DATASETS_JOB = "pooled_and_matrix"
 
 
 def prepare_environment(environ: dict[str, str]) -> dict[str, str]:
@@ -77,6 +80,21 @@ def materialize(
     print("\n" + summary.summarize(Settings.from_env(env), partitions))
     print("\nnext: ecg-assets ui   (the runs, lineage, metadata and figures at http://127.0.0.1:3000)")
     return len(failed)
+
+
+def across_datasets(env: dict[str, str], verbose: bool = False, config_json: str | None = None) -> int:
+    """One run of the `pooled_and_matrix` job (after every partition's chain); returns 1 when it failed.
+
+    The pooled model trains with the partitions' `trained_model` config, when `config_json` gives one.
+    """
+    import json
+
+    print(f"==> {ACROSS_DATASETS_JOB} run: the pooled model and the generalisation matrix", flush=True)
+    command = [sys.executable, "-m", "ecg_assets.cli.runs", "--job", ACROSS_DATASETS_JOB]
+    training = (json.loads(config_json or "{}").get("ops") or {}).get("trained_model")
+    if training:
+        command += ["--config-json", json.dumps({"ops": {"pooled_model": training}})]
+    return int(run_dagster(command, env, verbose) != 0)
 
 
 def list_partitions(settings: Settings) -> int:
@@ -153,7 +171,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return 1 if materialize(partitions, args.select, env, args.verbose, args.config_json, args.job) else 0
+    failed = materialize(partitions, args.select, env, args.verbose, args.config_json, args.job)
+    if not args.partition and args.job == PIPELINE_JOB and args.select == "*":
+        failed += across_datasets(env, args.verbose, args.config_json)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -50,12 +50,13 @@ def _reconstructable_job(job_name: str):
 
 def run_pipeline(
     instance: dg.DagsterInstance,
-    partition: str,
+    partition: str | None,
     selection: str = "*",
     run_config: Mapping[str, Any] | None = None,
     job_name: str = PIPELINE_JOB,
 ) -> dg.JobExecutionResult:
-    """Execute one run of `job_name` for `partition`, limited to the assets `selection` names (default: all).
+    """Execute one run of `job_name` for `partition` (None for an unpartitioned job such as `pooled_and_matrix`),
+    limited to the assets `selection` names (default: all).
 
     `selection` uses `dagster asset materialize --select` syntax (comma-separated, `*` and `+`);
     selecting an asset outside the job is an error naming the job's assets.
@@ -74,14 +75,15 @@ def run_pipeline(
     if outside or not selected:
         names = ", ".join(sorted(key.to_user_string() for key in job_assets))
         raise ValueError(f"--select {selection!r} must name assets of the {job_name} job ({names})")
-    with partition_loading_context(dynamic_partitions_store=instance) as context:
-        job.validate_partition_key(partition, selected_asset_keys=selected, context=context)
+    if partition is not None:
+        with partition_loading_context(dynamic_partitions_store=instance) as context:
+            job.validate_partition_key(partition, selected_asset_keys=selected, context=context)
     repository_name = recon_job.repository.get_definition().name
     origin = RemoteJobOrigin(RemoteRepositoryOrigin(code_location_origin(), repository_name), job_name)
     run = instance.create_run_for_job(
         job_def=job,
         run_config=run_config or {},
-        tags=job.get_tags_for_partition_key(partition, selected_asset_keys=selected),
+        tags=job.get_tags_for_partition_key(partition, selected_asset_keys=selected) if partition is not None else {},
         asset_selection=frozenset(selected) if selected != job_assets else None,
         remote_job_origin=origin,
         job_code_origin=recon_job.get_python_origin(),
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     from ecg_assets.defs.partitions import register_datasets
 
     parser = argparse.ArgumentParser(prog="python -m ecg_assets.cli.runs", description=main.__doc__)
-    parser.add_argument("--partition", required=True)
+    parser.add_argument("--partition", help="the dataset partition (none for an unpartitioned job)")
     parser.add_argument("--select", default="*")
     parser.add_argument("--job", default=PIPELINE_JOB)
     parser.add_argument("--config-json", default="{}")
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_config = json.loads(args.config_json)
         with dg.DagsterInstance.get() as instance:
-            register_datasets(instance, [*Settings.from_env().dataset_names(), args.partition])
+            register_datasets(instance, [*Settings.from_env().dataset_names(), *filter(None, [args.partition])])
             result = run_pipeline(instance, args.partition, args.select, run_config, args.job)
     except Exception as error:  # noqa: BLE001 - say why the run could not start, in one line
         print(f"{args.partition}: {type(error).__name__}: {error}", file=sys.stderr)

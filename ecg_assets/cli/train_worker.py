@@ -20,16 +20,21 @@ from pydantic import BaseModel
 from ecg_assets.core.ddp import Ranks, torchrun_process_group
 from ecg_assets.core.ensemble import FitResult, fit_model
 from ecg_assets.core.log_handlers import package_logs_to, pipeline_file_handler
+from ecg_assets.core.pooled import PooledStore, PooledStoreSpec
 from ecg_assets.core.splits import read_splits
 from ecg_assets.core.store import RecordStore
 from ecg_assets.core.training import DeviceSettings, TrainingConfig
 
 
 class TorchrunJob(BaseModel):
-    """What every worker trains on, and where results and logs go (the Pipes extras)."""
+    """What every worker trains on, and where results and logs go (the Pipes extras).
+
+    The records are one partition's `store`, or several stores read as one (`pooled`, for `pooled_model`).
+    """
 
     partition: str
-    store: Path
+    store: Path | None = None
+    pooled: PooledStoreSpec | None = None
     splits: Path
     models_dir: Path
     training_log: Path
@@ -60,8 +65,17 @@ def read_job() -> TorchrunJob:
         return TorchrunJob.model_validate(context["extras"])
 
 
+def open_store(job: TorchrunJob) -> RecordStore | PooledStore:
+    """The records the job trains on."""
+    if job.pooled is not None:
+        return PooledStore.from_spec(job.pooled)
+    if job.store is None:
+        raise ValueError("a torchrun job needs a store or a pooled store")
+    return RecordStore(job.store)
+
+
 def _train(job: TorchrunJob, settings: DeviceSettings, ranks: Ranks) -> FitResult:
-    store = RecordStore(job.store)
+    store = open_store(job)
     return fit_model(
         store, read_splits(job.splits), job.config, settings, job.models_dir, job.training_log, ranks=ranks
     )

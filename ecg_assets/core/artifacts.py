@@ -9,7 +9,9 @@ from pathlib import Path
 # Dataset (partition) names become folder names: keep them to a safe, portable alphabet.
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Folders under the artifacts root that are not datasets.
-RESERVED_NAMES = frozenset({"logs", "demo_data"})
+POOLED_DIR = "pooled"
+GENERALISATION_DIR = "generalisation"
+RESERVED_NAMES = frozenset({"logs", "demo_data", POOLED_DIR, GENERALISATION_DIR})
 
 
 def is_valid_dataset_name(name: str) -> bool:
@@ -62,6 +64,82 @@ class PartitionArtifacts:
     @property
     def lock_file(self) -> Path:
         """Held by each asset of this partition while it runs: one writer at a time (`core.locks`)."""
+        return self.root / ".lock"
+
+
+@dataclass(frozen=True)
+class PooledArtifacts:
+    """Artifact paths of the pooled model (trained on several datasets' stores, read in place)."""
+
+    artifacts_root: Path
+
+    @property
+    def root(self) -> Path:
+        return self.artifacts_root / POOLED_DIR
+
+    @property
+    def splits(self) -> Path:
+        """The pooled train/val/test sets as positions into the pooled store."""
+        return self.root / "splits.json"
+
+    @property
+    def plan(self) -> Path:
+        """Datasets, store folders, vocabularies, mixing shares and the records that train or validate."""
+        return self.root / "plan.json"
+
+    @property
+    def excluded(self) -> Path:
+        return self.root / "excluded_records.csv"
+
+    @property
+    def duplicates(self) -> Path:
+        return self.root / "duplicates.csv"
+
+    @property
+    def lead_sets(self) -> Path:
+        return self.root / "lead_set_metrics.json"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def training_log(self) -> Path:
+        return self.root / "training_log.json"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / ".lock"
+
+
+@dataclass(frozen=True)
+class GeneralisationArtifacts:
+    """Where the generalisation matrix is written."""
+
+    artifacts_root: Path
+
+    @property
+    def root(self) -> Path:
+        return self.artifacts_root / GENERALISATION_DIR
+
+    @property
+    def matrix_json(self) -> Path:
+        return self.root / "matrix.json"
+
+    @property
+    def matrix_csv(self) -> Path:
+        return self.root / "matrix.csv"
+
+    @property
+    def heatmap(self) -> Path:
+        return self.root / "matrix.png"
+
+    @property
+    def lock_file(self) -> Path:
         return self.root / ".lock"
 
 

@@ -171,7 +171,8 @@ class WindowBatches(_Batches):
 
     Records with a longer window contribute one row per `length`-sample window (`stride` samples
     apart, the last one flush with the end); with `stride=0`, or without a window, a record is
-    its canonical tensor (zero-padded to `length`).
+    its canonical tensor (zero-padded to `length`). With `leads`, every other lead is zeroed (scored
+    as if only those leads had been recorded).
     """
 
     def __init__(
@@ -182,8 +183,11 @@ class WindowBatches(_Batches):
         batch_size: int,
         stride: int,
         length: int | None = None,
+        leads: Sequence[int] | None = None,
     ):
         super().__init__(store, indices, labels, batch_size, length)
+        # Score on these leads only (the others zeroed, as if absent): None keeps every lead.
+        self.dropped_leads = None if leads is None else np.setdiff1d(np.arange(store.row_shape[0]), leads)
         items = []  # (ordinal, position, start or -1 for the canonical tensor)
         for ordinal, position in enumerate(self.indices):
             samples = int(store.window_samples[position]) if stride > 0 else 0
@@ -205,6 +209,8 @@ class WindowBatches(_Batches):
                 out[canonical] = canonical_rows(self.store, positions[canonical], self.length)
             if (~canonical).any():
                 out[~canonical] = self.store.window_crops(positions[~canonical], starts[~canonical], self.length)
+            if self.dropped_leads is not None:
+                out[:, self.dropped_leads] = 0.0
             yield torch.from_numpy(out), torch.from_numpy(self.labels[positions]), ordinals
 
 
@@ -220,6 +226,27 @@ def augment(signals: torch.Tensor, noise_std: float, scale_range: float, generat
         records, leads = signals.ne(0).any(dim=-1).nonzero(as_tuple=True)
         noise = torch.randn((len(records), signals.shape[-1]), generator=generator).mul_(noise_std)
         signals[records, leads] += noise
+    return signals
+
+
+def drop_leads(signals: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """Lead dropout, in place: with `probability`, a record keeps only a random subset of its present leads.
+
+    Present leads are the non-zero rows: the store writes absent leads as zeros (its lead mask),
+    and a flat lead is zeros too. A record with n > 1 present leads keeps k of them, k drawn from
+    1..n-1 with probability proportional to 1/k (a third of dropped 12-lead records keep a single
+    lead: the hardest case gets the most practice), the leads uniformly; at least one always stays.
+    """
+    if probability <= 0:
+        return signals
+    present = signals.ne(0).any(dim=-1)
+    chosen = torch.rand(signals.shape[0], generator=generator) < probability
+    for record in (chosen & (present.sum(dim=1) > 1)).nonzero().flatten().tolist():
+        leads = present[record].nonzero().flatten()
+        sizes = torch.arange(1, len(leads), dtype=torch.float64)
+        keep = int(torch.multinomial(1.0 / sizes, 1, generator=generator)) + 1
+        dropped = leads[torch.randperm(len(leads), generator=generator)[keep:]]
+        signals[record, dropped] = 0.0
     return signals
 
 

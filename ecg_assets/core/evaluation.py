@@ -12,7 +12,12 @@ from ecg_assets.core.atomic_io import atomic_write_json, read_json
 from ecg_assets.core.checkpoints import file_sha256
 from ecg_assets.core.ensemble import training_histories
 from ecg_assets.core.labels import LABELS
-from ecg_assets.core.metrics import bootstrap_intervals, classification_metrics, macro_f1
+from ecg_assets.core.metrics import (
+    bootstrap_intervals,
+    classification_metrics,
+    scored_macro_f1,
+    scored_macro_f1_with_interval,
+)
 from ecg_assets.core.plots import plot_confusion_matrix, plot_f1_scores, plot_training_history
 from ecg_assets.core.scoring import load_scoring_model, score_positions
 from ecg_assets.core.store import RecordStore
@@ -46,7 +51,8 @@ def evaluate_checkpoint(
     """Score `splits["test"]` with a checkpoint; write `test_metrics.json` and the figures (titled with `dataset`).
 
     Only the classes the model was trained on are scored (a class absent from training
-    cannot be predicted), so for CinC 2017 macro F1 equals the challenge's mean F1 of N, A, O.
+    cannot be predicted); macro F1 averages those that also occur in the test split
+    (`metrics.scored_macro_f1`), so for CinC 2017 it equals the challenge's mean F1 of N, A, O.
     With `expected_sha256`, a checkpoint with another hash is refused (`CheckpointError`).
     The history figure plots every epoch of `training_log` (the checkpoint's own history ends
     at its epoch, the best one for `best.pth`); without a log, the checkpoint's history.
@@ -58,6 +64,10 @@ def evaluate_checkpoint(
     trained_classes = scoring.trained_classes
     metrics = classification_metrics(y_true, y_pred, LABELS, trained_classes)
     metrics["intervals"] = bootstrap_intervals(y_true, y_pred, LABELS, trained_classes)
+    # Macro F1 over the classes the model knows that occur in the test split: the generalisation matrix's too.
+    macro, interval, classes = scored_macro_f1_with_interval(y_true, y_pred, trained_classes)
+    metrics["macro_f1"], metrics["intervals"]["macro_f1"] = macro, interval
+    metrics["macro_f1_classes"] = [LABELS[index] for index in classes]
     metrics.update(
         {
             "test_loss": test_loss,
@@ -105,4 +115,4 @@ def read_test_metrics(path: Path) -> dict:
 def _majority_baseline(train_labels: np.ndarray, y_true: np.ndarray, classes: list[int]) -> float:
     """Test macro F1 of always predicting the most frequent training class (a floor to beat)."""
     majority = np.bincount(train_labels).argmax()
-    return macro_f1(y_true, np.full_like(y_true, majority), classes)
+    return scored_macro_f1(y_true, np.full_like(y_true, majority), classes)

@@ -7,6 +7,8 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from ecg_assets.core.labels import LABELS
+
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, class_indices: Sequence[int]) -> float:
     """Macro F1 over the given classes (those the model was trained on)."""
@@ -45,6 +47,30 @@ def classification_metrics(
             y_true, y_pred, labels=labels, target_names=names, zero_division=0, digits=3
         ),
     }
+
+
+def scored_classes(model_classes: Sequence[int], y_true: np.ndarray) -> list[int]:
+    """The classes a test macro F1 averages over: those the model knows that occur in the test records.
+
+    A class the model never learnt cannot be predicted, and a class without test records has no
+    recall; both would only pull the average towards 0 without saying anything about the model.
+    """
+    present = set(np.unique(np.asarray(y_true)).tolist())
+    return [int(index) for index in model_classes if int(index) in present]
+
+
+def scored_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, model_classes: Sequence[int]) -> float:
+    """Macro F1 over `scored_classes`: the one definition `test_metrics` and the generalisation matrix share."""
+    return macro_f1(y_true, y_pred, scored_classes(model_classes, y_true))
+
+
+def scored_macro_f1_with_interval(
+    y_true: np.ndarray, y_pred: np.ndarray, model_classes: Sequence[int]
+) -> tuple[float, list[float], list[int]]:
+    """`scored_macro_f1`, its percentile-bootstrap interval (`bootstrap_intervals`) and the classes it averages."""
+    classes = scored_classes(model_classes, y_true)
+    interval = bootstrap_intervals(y_true, y_pred, LABELS, classes)
+    return macro_f1(y_true, y_pred, classes), interval["macro_f1"], classes
 
 
 BOOTSTRAP_RESAMPLES = 2000

@@ -175,3 +175,36 @@ def plot_recording_distributions(
         axis.grid(axis="y", alpha=0.3)
     figure.suptitle(_titled(f"native recordings, {len(sampling_rates)} processed", dataset))
     return _save(figure, path)
+
+
+def plot_score_matrix(
+    scores: np.ndarray,
+    annotations: Sequence[Sequence[str]],
+    row_labels: Sequence[str],
+    column_labels: Sequence[str],
+    title: str,
+    path: Path | None = None,
+) -> bytes:
+    """Heat map of scores in [0, 1] (`[rows, columns]`, NaN for a gap, drawn grey) with a text per cell."""
+    scores = np.asarray(scores, dtype=float)
+    rows, columns = scores.shape
+    figure, axis = plt.subplots(figsize=(2.3 * columns + 2.5, 1.0 * rows + 1.6))
+    colormap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
+    image = axis.imshow(np.ma.masked_invalid(scores), cmap=colormap, vmin=0, vmax=1, aspect="auto")
+    figure.colorbar(image, ax=axis, label="macro F1", fraction=0.04)
+    axis.set(
+        xticks=range(columns),
+        yticks=range(rows),
+        xticklabels=column_labels,
+        yticklabels=row_labels,
+        xlabel="test split of",
+        ylabel="model",
+        title=title,
+    )
+    for (row, column), value in np.ndenumerate(scores):
+        dark = not np.isnan(value) and value < 0.6
+        axis.text(
+            column, row, annotations[row][column], ha="center", va="center", fontsize=8,
+            color="white" if dark else "black",
+        )
+    return _save(figure, path)

@@ -35,6 +35,7 @@ from ecg_assets.core.datasets.config import load_dataset_config
 from ecg_assets.core.labels import LABEL_TO_INDEX, LABELS
 from ecg_assets.core.records import RecordEntry, Recording, RecordReadError, duplicate_reason
 from ecg_assets.core.signal import LEAD_ORDER, PreprocessConfig, preprocess_leads, preprocess_spans
+from ecg_assets.core.signal_fingerprint import signal_fingerprint
 from ecg_assets.core.store import SIGNAL_DTYPE, RecordStore, RecordStoreWriter
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,17 @@ LABELS_FILE = "labels.npy"
 # Below this many records to process, a pool costs more than it saves.
 MIN_RECORDS_FOR_POOL = 64
 # Index columns computed from the signal files (kept when a record is reused).
-SIGNAL_COLUMNS = ("original_fs", "original_samples", "lead_mask", "flat_mask", "warnings", "input_files", "sex", "age")
+SIGNAL_COLUMNS = (
+    "original_fs",
+    "original_samples",
+    "lead_mask",
+    "flat_mask",
+    "warnings",
+    "input_files",
+    "sex",
+    "age",
+    "signal_fingerprint",
+)
 # Every column of the store index this module writes (the store's own placement columns come after).
 INDEX_COLUMNS = (
     "record_id",
@@ -514,6 +525,7 @@ def _store_outcome(
             input_files=reuse.encode_files(outcome.files),
             sex=recording.sex,
             age="" if recording.age is None else f"{recording.age:g}",
+            signal_fingerprint=signal_fingerprint(prepared.rows, prepared.lead_mask, prepared.flat_mask),
         )
         writer.append(prepared.rows, index_row, prepared.window, lead_mask=prepared.lead_mask)
         report.reprocessed += 1

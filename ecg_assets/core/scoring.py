@@ -129,11 +129,13 @@ def score_positions(
     settings: DeviceSettings,
     batch_size: int = 64,
     labels: np.ndarray | None = None,
+    leads: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Class probabilities `[len(positions), len(LABELS)]` of store records, their labels and the mean
     cross-entropy, with the multi-window inference the model was trained for.
 
     `labels` defaults to the store's `label_index` column (absent in stores of unlabelled records: zeros).
+    `leads` (indices into `LEAD_ORDER`) scores as if only those leads had been recorded (the others zeroed).
     """
     if labels is None:
         labels = (
@@ -141,5 +143,5 @@ def score_positions(
             if "label_index" in store.index and len(store)
             else np.zeros(len(store), dtype=np.int64)
         )
-    batches = inference_batches(store, positions, labels, batch_size, scoring.training)
+    batches = inference_batches(store, positions, labels, batch_size, scoring.training, leads=leads)
     return predict_probabilities(scoring.model, batches, settings, scoring.class_mask)

@@ -63,6 +63,7 @@ TEXT_COLUMNS = (
     "input_files",
     "sex",
     "age",
+    "signal_fingerprint",
 )
 
 

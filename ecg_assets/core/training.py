@@ -20,7 +20,7 @@ from torch import nn
 
 from ecg_assets.core.atomic_io import atomic_write_json, read_json
 from ecg_assets.core.checkpoints import file_sha256, load_checkpoint, save_checkpoint
-from ecg_assets.core.data import StoreBatches, WindowBatches, augment, prefetch
+from ecg_assets.core.data import StoreBatches, WindowBatches, augment, drop_leads, prefetch
 from ecg_assets.core.ddp import SINGLE_PROCESS, Ranks
 from ecg_assets.core.labels import LABELS
 from ecg_assets.core.metrics import macro_f1
@@ -35,6 +35,9 @@ LATEST_CHECKPOINT = "latest.pth"
 ABSENT_CLASS_LOGIT = -1e4
 # Settings that change how a run is reported, not what it learns: excluded from the fingerprint.
 _NON_SEMANTIC_FIELDS = {"log_every_batches", "resume"}
+# Options added after checkpoints were first written: left out of the fingerprint while at their
+# defaults, so a run started by older code still resumes.
+_LATER_FIELDS = ("lead_dropout",)
 DEFAULT_FS = 500.0
 
 
@@ -86,6 +89,13 @@ class TrainingConfig(BaseModel):
         description="1: one model trained on the train split, selected on validation. k >= 2: a cross-validated "
         "ensemble: train+val pooled and cut into k folds, member i trains on the others and selects on fold i; "
         "out-of-fold scores give a cross-validated estimate; best.pth holds every member (core/ensemble.py).",
+    )
+    lead_dropout: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Probability that a training record keeps only a random subset of its present leads (at "
+        "least one; subset size k with probability proportional to 1/k), so one network scores any lead subset.",
     )
     log_every_batches: int = Field(50, ge=1)
     resume: bool = Field(True, description="Continue from latest.pth when config and data are unchanged.")
@@ -184,14 +194,20 @@ def training_fingerprint(config: TrainingConfig, store: RecordStore, splits: dic
     when `processed_records` is re-materialized without changes, so resuming still works.
     """
     semantic = config.model_dump(exclude=_NON_SEMANTIC_FIELDS)
+    for name in _LATER_FIELDS:
+        if semantic[name] == TrainingConfig.model_fields[name].default:
+            del semantic[name]
     content = store.metadata.get("content_fingerprint") or store.generation
     payload = json.dumps({"config": semantic, "store": content, "splits": splits}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Inverse-frequency weights (mean 1 over present classes); absent classes get 0."""
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+def class_weights(labels: np.ndarray, n_classes: int, sample_weights: np.ndarray | None = None) -> np.ndarray:
+    """Inverse-frequency weights (mean 1 over present classes); absent classes get 0.
+
+    With `sample_weights` (how often the sampler draws each record), frequencies are those of the draws.
+    """
+    counts = np.bincount(labels, weights=sample_weights, minlength=n_classes).astype(np.float64)
     weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / max((counts > 0).sum(), 1), 0.0)
     return weights
 
@@ -206,6 +222,22 @@ def cosine_with_warmup(total_steps: int, warmup_steps: int):
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return multiplier
+
+
+def record_class_targets(store: RecordStore, labels: np.ndarray) -> tuple[torch.Tensor | None, np.ndarray]:
+    """Training targets that carry each record's class vocabulary, when the store has per-record
+    vocabularies (`record_class_masks` of a pooled store, `[n, classes]`).
+
+    Returns the distinct vocabularies (bool `[v, classes]`, None without per-record vocabularies) and
+    the targets `label + classes * vocabulary` (plain `labels` without), so batches need no extra
+    element: `train_step` splits them again and masks the logits of the classes a record's dataset
+    never labels, which then count neither for nor against it.
+    """
+    masks = getattr(store, "record_class_masks", None)
+    if masks is None:
+        return None, labels
+    vocabularies, vocabulary = np.unique(np.asarray(masks, dtype=bool), axis=0, return_inverse=True)
+    return torch.as_tensor(vocabularies), labels + len(LABELS) * vocabulary.reshape(-1).astype(np.int64)
 
 
 def masked_logits(logits: torch.Tensor, class_mask: torch.Tensor) -> torch.Tensor:
@@ -245,13 +277,19 @@ def predict_probabilities(
 
 
 def inference_batches(
-    store: RecordStore, indices: Sequence[int], labels: np.ndarray, batch_size: int, config: dict | TrainingConfig
+    store: RecordStore,
+    indices: Sequence[int],
+    labels: np.ndarray,
+    batch_size: int,
+    config: dict | TrainingConfig,
+    leads: Sequence[int] | None = None,
 ) -> WindowBatches:
-    """Batches for validation, testing and prediction, as the checkpoint's training config says."""
+    """Batches for validation, testing and prediction, as the checkpoint's training config says
+    (`leads`: score on those leads only)."""
     config = config if isinstance(config, TrainingConfig) else TrainingConfig.model_validate(config)
     fs = store_rate(store)
     stride = round(config.inference_stride_s * fs)
-    return WindowBatches(store, indices, labels, batch_size, stride, window_length(config, store))
+    return WindowBatches(store, indices, labels, batch_size, stride, window_length(config, store), leads=leads)
 
 
 def store_rate(store: RecordStore) -> float:
@@ -312,15 +350,22 @@ class _Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
-        weights = class_weights(self.labels[train_idx], len(LABELS))
+        # A pooled store (`core.pooled`) may weight its datasets' draws and restrict each record's classes.
+        mixing = store.mixing_weights(train_idx) if hasattr(store, "mixing_weights") else None
+        weights = class_weights(self.labels[train_idx], len(LABELS), mixing)
+        sample_weights = weights[self.labels[train_idx]] if config.balance == "sampler" else None
+        if mixing is not None:
+            sample_weights = mixing if sample_weights is None else sample_weights * mixing
+        record_classes, train_targets = record_class_targets(store, self.labels)
+        self.record_classes = None if record_classes is None else record_classes.to(settings.device)
         fs = store_rate(store)
         self.train_batches = StoreBatches(
             store,
             train_idx,
-            self.labels,
+            train_targets,
             config.batch_size,
             shuffle=True,
-            weights=weights[self.labels[train_idx]] if config.balance == "sampler" else None,
+            weights=sample_weights,
             generator=self.generator,
             random_crops=config.random_crops,
             max_shift=round(config.max_shift_s * fs),
@@ -330,6 +375,8 @@ class _Trainer:
             augment_generator=self.rank_generator,
         )
         self.val_batches = inference_batches(store, val_idx, self.labels, config.batch_size, config)
+        masks = getattr(store, "record_class_masks", None)
+        self.val_classes = None if masks is None else masks[val_idx]
         loss_weights = torch.as_tensor(weights, dtype=torch.float32) if config.balance == "loss_weights" else None
         self.criterion = nn.CrossEntropyLoss(
             weight=None if loss_weights is None else loss_weights.to(settings.device),
@@ -404,6 +451,7 @@ class _Trainer:
         """
         for signals, targets in self.train_batches:
             signals = augment(signals, self.config.noise_std, self.config.scale_range, self.rank_generator)
+            signals = drop_leads(signals, self.config.lead_dropout, self.rank_generator)
             if self.settings.pin_memory:
                 signals, targets = signals.pin_memory(), targets.pin_memory()
             yield signals, targets
@@ -418,7 +466,11 @@ class _Trainer:
         accumulate = self.forward.no_sync() if self.ranks.distributed and not optimizer_step else nullcontext()
         with accumulate:
             with _autocast(settings):
-                loss = self.criterion(masked_logits(self.forward(signals).float(), self.class_mask), targets)
+                class_mask = self.class_mask
+                if self.record_classes is not None:  # targets carry the record's class vocabulary
+                    class_mask = class_mask & self.record_classes[targets // len(LABELS)]
+                    targets = targets % len(LABELS)
+                loss = self.criterion(masked_logits(self.forward(signals).float(), class_mask), targets)
             self.scaler.scale(loss / self.config.grad_accumulation_steps).backward()
         if optimizer_step:
             self.scaler.step(self.optimizer)
@@ -459,6 +511,8 @@ class _Trainer:
         probabilities, y_val, val_loss = predict_probabilities(
             self.inference_model, self.val_batches, self.settings, self.class_mask
         )
+        if self.record_classes is not None:  # a record is predicted among the classes its dataset labels
+            probabilities = probabilities * self.val_classes
         return val_loss, macro_f1(y_val, probabilities.argmax(axis=1), np.flatnonzero(self.train_counts))
 
     def end_epoch(self, record: dict) -> bool:

@@ -40,19 +40,12 @@ def worker_threads(processes: int) -> dict[str, str]:
     return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
 
 
-def train_with_torchrun(
-    context: dg.AssetExecutionContext,
-    client: dg.PipesSubprocessClient,
-    processes: int,
-    artifacts: PartitionArtifacts,
-    pipeline_log: Path,
-    config: TrainingConfig,
-    device: DeviceSettings,
-) -> dg.MaterializeResult:
-    """Train `artifacts`'s partition on `processes` torchrun workers; returns rank 0's reported materialization."""
-    Ranks(world_size=processes).per_rank_batch(config.batch_size)  # a bad batch size fails before launching
-    job = TorchrunJob(
-        partition=context.partition_key,
+def partition_job(
+    partition: str, artifacts: PartitionArtifacts, pipeline_log: Path, config: TrainingConfig, device: DeviceSettings
+) -> TorchrunJob:
+    """The torchrun job of one partition's `trained_model`."""
+    return TorchrunJob(
+        partition=partition,
         store=artifacts.processed,
         splits=artifacts.splits,
         models_dir=artifacts.models,
@@ -61,6 +54,13 @@ def train_with_torchrun(
         config=config.model_dump(),
         device=device.to_json(),
     )
+
+
+def train_with_torchrun(
+    context: dg.AssetExecutionContext, client: dg.PipesSubprocessClient, processes: int, job: TorchrunJob
+) -> dg.MaterializeResult:
+    """Run `job` on `processes` torchrun workers; returns rank 0's reported materialization."""
+    Ranks(world_size=processes).per_rank_batch(job.config.batch_size)  # a bad batch size fails before launching
     context.log.info(f"training on {processes} processes: {' '.join(torchrun_command(processes))}")
     with warnings.catch_warnings():  # Dagster's own Pipes session uses a preview API and says so on every run
         warnings.simplefilter("ignore", dg.PreviewWarning)
