@@ -35,7 +35,9 @@ def test_dg_lists_checks_and_launches_the_project_definitions(tmp_path):
     env = _env(tmp_path)
     listed = json.loads(_dg("list", "defs", "--json", env=env).stdout)
     assert [asset["asset_key"] for asset in listed["assets"]] == [
+        "generalisation_matrix",
         "label_mapping",
+        "pooled_model",
         "processed_records",
         "splits",
         "test_metrics",
