@@ -9,6 +9,10 @@ Shapes, for the defaults (12 leads, 5000 samples, base_channels=32)::
     stage 3          [B, 128, 313]
     stage 4          [B, 256, 157]
     pool + head      [B, num_classes]  adaptive average pool -> dropout -> linear
+
+With `rhythm_features > 0`, the pooled embedding is concatenated with a small MLP of a
+record-level feature vector (`forward(x, rhythm)`, see `core.rhythm`) before the head.
+`stage_channels` sets every stage's width explicitly (default: `base_channels` doubling).
 """
 
 from __future__ import annotations
@@ -29,6 +33,21 @@ class ModelConfig(BaseModel):
     stem_kernel_size: int = 15
     stem_stride: int = Field(2, ge=1, description="Stride of the stem convolution (the max-pool halves again).")
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    stage_channels: tuple[int, ...] | None = Field(
+        None, description="Width of each stage (one per entry of blocks_per_stage); None: base_channels doubling."
+    )
+    stem_channels: int | None = Field(None, ge=4, description="Width of the stem (None: the first stage's).")
+    rhythm_features: int = Field(0, ge=0, description="Length of the record-level feature vector fused (0: none).")
+    rhythm_hidden: int = Field(32, ge=1, description="Width of the feature MLP fused with the pooled embedding.")
+    members: int = Field(1, ge=1, description="Networks of this architecture whose probabilities are averaged.")
+
+    def widths(self) -> list[int]:
+        """The width of every stage."""
+        if self.stage_channels is not None:
+            if len(self.stage_channels) != len(self.blocks_per_stage):
+                raise ValueError("stage_channels needs one width per entry of blocks_per_stage")
+            return list(self.stage_channels)
+        return [self.base_channels * 2**index for index in range(len(self.blocks_per_stage))]
 
 
 class ResidualBlock1d(nn.Module):
@@ -67,7 +86,8 @@ class ECGResNet1D(nn.Module):
         super().__init__()
         config = config or ModelConfig()
         self.config = config
-        width = config.base_channels
+        widths = config.widths()
+        width = config.stem_channels or widths[0]
         self.stem = nn.Sequential(
             nn.Conv1d(
                 config.in_leads,
@@ -83,13 +103,24 @@ class ECGResNet1D(nn.Module):
         )
         stages: list[nn.Module] = []
         in_channels = width
-        for index, blocks in enumerate(config.blocks_per_stage):
-            out_channels = width * 2**index
+        for index, (blocks, out_channels) in enumerate(zip(config.blocks_per_stage, widths)):
             stages.append(_stage(in_channels, out_channels, blocks, config.kernel_size, 1 if index == 0 else 2))
             in_channels = out_channels
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool1d(1)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(config.dropout), nn.Linear(in_channels, config.num_classes))
+        self.rhythm: nn.Module | None = None
+        embedding = in_channels
+        if config.rhythm_features:
+            hidden = config.rhythm_hidden
+            self.rhythm = nn.Sequential(
+                nn.BatchNorm1d(config.rhythm_features),  # its running statistics travel in the checkpoint
+                nn.Linear(config.rhythm_features, hidden),
+                nn.GELU(),
+                nn.Linear(hidden, hidden),
+                nn.GELU(),
+            )
+            embedding += hidden
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(config.dropout), nn.Linear(embedding, config.num_classes))
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -104,9 +135,29 @@ class ECGResNet1D(nn.Module):
             if isinstance(module, ResidualBlock1d):
                 nn.init.zeros_(module.bn2.weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """`x`: `[batch, in_leads, samples]` -> logits `[batch, num_classes]`."""
-        return self.head(self.pool(self.stages(self.stem(x))))
+    def forward(self, x: torch.Tensor, rhythm: torch.Tensor | None = None) -> torch.Tensor:
+        """`x`: `[batch, in_leads, samples]` (and `rhythm`: `[batch, rhythm_features]` when the model
+        fuses record-level features) -> logits `[batch, num_classes]`."""
+        embedding = self.pool(self.stages(self.stem(x))).flatten(1)
+        if self.rhythm is not None:
+            if rhythm is None:
+                raise ValueError(f"this model needs the {self.config.rhythm_features} record-level features")
+            embedding = torch.cat([embedding, self.rhythm(rhythm.to(embedding.dtype))], dim=1)
+        return self.head(embedding)
+
+
+class EnsembleModel(nn.Module):
+    """Several networks scored together: returns the log of their mean class probabilities, so that a
+    softmax of the output is the ensemble's averaged probability (and an argmax its prediction)."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor, rhythm: torch.Tensor | None = None) -> torch.Tensor:
+        inputs = (x,) if rhythm is None else (x, rhythm)
+        probabilities = torch.stack([torch.softmax(member(*inputs).float(), dim=1) for member in self.members])
+        return probabilities.mean(dim=0).clamp_min(1e-12).log()
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -114,8 +165,12 @@ def count_parameters(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
 
 
-def build_model(config: ModelConfig | dict | None = None) -> ECGResNet1D:
-    """An `ECGResNet1D` from a config or its dict form (as stored in checkpoints)."""
+def build_model(config: ModelConfig | dict | None = None) -> nn.Module:
+    """An `ECGResNet1D` from a config or its dict form (as stored in checkpoints); an `EnsembleModel` of
+    `members` of them when the config has more than one."""
     if isinstance(config, dict):
         config = ModelConfig(**config)
+    if config is not None and config.members > 1:
+        single = config.model_copy(update={"members": 1})
+        return EnsembleModel([ECGResNet1D(single) for _ in range(config.members)])
     return ECGResNet1D(config)
