@@ -28,12 +28,17 @@ def _save(figure: plt.Figure, path: Path | None, dpi: int = 110) -> bytes:
 def plot_training_history(history: Sequence[dict], path: Path | None = None) -> bytes:
     """Loss curves and validation macro F1 per epoch; returns the PNG bytes."""
     epochs = [row["epoch"] for row in history]
+    validated = [row for row in history if row.get("val_loss") is not None]  # not every epoch is validated
     figure, (loss_axis, f1_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
     loss_axis.plot(epochs, [row["train_loss"] for row in history], marker="o", label="train")
-    loss_axis.plot(epochs, [row["val_loss"] for row in history], marker="o", label="validation")
+    loss_axis.plot(
+        [row["epoch"] for row in validated], [row["val_loss"] for row in validated], marker="o", label="validation"
+    )
     loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
     loss_axis.legend()
-    f1_axis.plot(epochs, [row["val_macro_f1"] for row in history], marker="o", color="tab:green")
+    f1_axis.plot(
+        [row["epoch"] for row in validated], [row["val_macro_f1"] for row in validated], marker="o", color="tab:green"
+    )
     f1_axis.set(xlabel="epoch", ylabel="macro F1", title="Validation macro F1", ylim=(0, 1))
     for axis in (loss_axis, f1_axis):
         axis.grid(alpha=0.3)
