@@ -18,12 +18,15 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
+from ecg_assets.core.averaging import ExponentialMovingAverage
 from ecg_assets.core.checkpoints import file_sha256, load_checkpoint, save_checkpoint
-from ecg_assets.core.data import StoreBatches, WindowBatches, augment, prefetch
+from ecg_assets.core.data import StoreBatches, WindowBatches, augment, flip_polarity, prefetch
 from ecg_assets.core.distributed import SINGLE_PROCESS, Ranks
 from ecg_assets.core.labels import LABELS
 from ecg_assets.core.metrics import macro_f1
 from ecg_assets.core.model import ECGResNet1D, ModelConfig, count_parameters
+from ecg_assets.core.record_features import store_rhythm_features
+from ecg_assets.core.rhythm import N_RHYTHM_FEATURES
 from ecg_assets.core.storage import atomic_write_json
 from ecg_assets.core.store import RecordStore
 
@@ -35,6 +38,19 @@ LATEST_CHECKPOINT = "latest.pth"
 ABSENT_CLASS_LOGIT = -1e4
 # Settings that change how a run is reported, not what it learns: excluded from the fingerprint.
 _NON_SEMANTIC_FIELDS = {"log_every_batches", "resume"}
+# Options added after checkpoints were first written: left out of the fingerprint while at their
+# defaults, so a run started by older code still resumes.
+_LATER_FIELDS = (
+    "stem_kernel_size",
+    "stage_channels",
+    "stem_channels",
+    "rhythm_features",
+    "rhythm_hidden",
+    "ema_decay",
+    "selection",
+    "flip_probability",
+    "members",
+)
 DEFAULT_FS = 500.0
 
 
@@ -79,6 +95,36 @@ class TrainingConfig(BaseModel):
     early_stopping_patience: int = Field(
         0, ge=0, description="Stop after this many epochs without a better val macro F1 (0: off)."
     )
+    stem_kernel_size: int = Field(15, ge=1, description="Kernel of the stem convolution.")
+    stage_channels: tuple[int, ...] | None = Field(
+        None, description="Width of each of the four stages (None: base_channels doubling)."
+    )
+    stem_channels: int | None = Field(None, ge=4, description="Width of the stem (None: the first stage's).")
+    rhythm_features: bool = Field(
+        False, description="Fuse the record-level rhythm features (core.rhythm) with the pooled embedding."
+    )
+    rhythm_hidden: int = Field(32, ge=1, description="Width of the rhythm-feature MLP.")
+    ema_decay: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Exponential moving average of the weights (per optimizer step) that is validated and "
+        "saved (0: off).",
+    )
+    selection: Literal["best_val", "last"] = Field(
+        "best_val",
+        description="best_val: keep the epoch with the best validation macro F1; last: keep the last epoch "
+        "(validated once, at the end), which a small validation split cannot overfit.",
+    )
+    flip_probability: float = Field(
+        0.0, ge=0, le=1, description="Probability of inverting a training record (every lead's polarity)."
+    )
+    members: int = Field(
+        1,
+        ge=1,
+        description="Ensemble size: >1 trains one model per fold of train+val (each validated on its own "
+        "fold) and ships them together, averaging their probabilities (core.ensemble).",
+    )
     log_every_batches: int = Field(50, ge=1)
     resume: bool = Field(True, description="Continue from latest.pth when config and data are unchanged.")
 
@@ -89,6 +135,11 @@ class TrainingConfig(BaseModel):
             dropout=self.dropout,
             kernel_size=self.kernel_size,
             stem_stride=self.stem_stride,
+            stem_kernel_size=self.stem_kernel_size,
+            stage_channels=self.stage_channels,
+            stem_channels=self.stem_channels,
+            rhythm_features=N_RHYTHM_FEATURES if self.rhythm_features else 0,
+            rhythm_hidden=self.rhythm_hidden,
         )
 
 
@@ -176,6 +227,9 @@ def training_fingerprint(config: TrainingConfig, store: RecordStore, splits: dic
     when `processed_records` is re-materialized without changes, so resuming still works.
     """
     semantic = config.model_dump(exclude=_NON_SEMANTIC_FIELDS)
+    for name in _LATER_FIELDS:
+        if semantic[name] == TrainingConfig.model_fields[name].default:
+            del semantic[name]
     content = store.metadata.get("content_fingerprint") or store.generation
     payload = json.dumps({"config": semantic, "store": content, "splits": splits}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -211,7 +265,8 @@ def predict_probabilities(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Class probabilities, true labels and mean cross-entropy per record of `batches` (in order).
 
-    With `WindowBatches`, the probabilities of a record's windows are averaged.
+    With `WindowBatches`, the probabilities of a record's windows are averaged. Batches that carry
+    record-level features (their last element, see `core.data`) hand them to the model.
     """
     model.eval()
     n_records = len(batches.indices)
@@ -221,11 +276,12 @@ def predict_probabilities(
     start = 0
     for batch in batches:
         signals, targets = batch[0], batch[1]
-        groups = batch[2] if len(batch) == 3 else np.arange(start, start + len(targets))
+        groups = batch[2] if isinstance(batches, WindowBatches) else np.arange(start, start + len(targets))
         start += len(targets)
         signals = signals.to(settings.device, non_blocking=settings.non_blocking)
+        inputs = (signals,) if batches.features is None else (signals, batch[-1].to(settings.device))
         with _autocast(settings):
-            logits = masked_logits(model(signals).float(), class_mask)
+            logits = masked_logits(model(*inputs).float(), class_mask)
         np.add.at(probabilities, groups, torch.softmax(logits, dim=1).cpu().numpy())
         np.add.at(windows, groups, 1)
         labels[groups] = targets.numpy()
@@ -243,7 +299,8 @@ def inference_batches(
     config = config if isinstance(config, TrainingConfig) else TrainingConfig.model_validate(config)
     fs = store_rate(store)
     stride = round(config.inference_stride_s * fs)
-    return WindowBatches(store, indices, labels, batch_size, stride, window_length(config, store))
+    features = store_rhythm_features(store) if config.rhythm_features else None
+    return WindowBatches(store, indices, labels, batch_size, stride, window_length(config, store), features)
 
 
 def store_rate(store: RecordStore) -> float:
@@ -304,6 +361,8 @@ class _Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
+        # Weights averaged over the steps (validated and saved instead of the raw weights), when configured.
+        self.ema = ExponentialMovingAverage(self.model, config.ema_decay) if config.ema_decay else None
         weights = class_weights(self.labels[train_idx], len(LABELS))
         fs = store_rate(store)
         self.train_batches = StoreBatches(
@@ -320,6 +379,7 @@ class _Trainer:
             rank=ranks.rank,
             world_size=ranks.world_size,
             augment_generator=self.rank_generator,
+            features=store_rhythm_features(store) if config.rhythm_features else None,
         )
         self.val_batches = inference_batches(store, val_idx, self.labels, config.batch_size, config)
         loss_weights = torch.as_tensor(weights, dtype=torch.float32) if config.balance == "loss_weights" else None
@@ -334,6 +394,7 @@ class _Trainer:
         )
         self.scaler = torch.amp.GradScaler(settings.device.type, enabled=settings.amp_dtype == torch.float16)
         self.history: list[dict] = []
+        self.val_probabilities: np.ndarray | None = None  # of the last validation, kept in best.pth
         self.best_f1, self.best_epoch = -1.0, 0
         self.finished = self.stopped_early = False
 
@@ -341,13 +402,20 @@ class _Trainer:
     def epoch(self) -> int:
         return len(self.history)
 
+    @property
+    def evaluated_model(self) -> nn.Module:
+        """The weights that are validated and saved: the moving average when there is one."""
+        return self.ema.model if self.ema is not None else self.inference_model
+
     def restore(self, latest: dict) -> str | None:
         """Continue exactly where `latest` stopped: weights, optimizer, schedule, scaler and RNGs.
 
         Several ranks restore their own random streams when `latest` was written by as many ranks;
         otherwise those streams restart (returned as a note): the run continues, not bit for bit.
         """
-        self.model.load_state_dict(latest["model_state"])
+        self.model.load_state_dict(latest.get("training_model_state", latest["model_state"]))
+        if self.ema is not None:
+            self.ema.load_state_dict({"model_state": latest["model_state"], "updates": latest["ema_updates"]})
         self.optimizer.load_state_dict(latest["optimizer_state"])
         self.scheduler.load_state_dict(latest["scheduler_state"])
         self.scaler.load_state_dict(latest["scaler_state"])
@@ -394,29 +462,36 @@ class _Trainer:
         Every random draw (order, crops, shifts, noise) comes from `self.generator`, in one thread,
         so a run is reproducible and resumable even when batches are prefetched.
         """
-        for signals, targets in self.train_batches:
+        for batch in self.train_batches:
+            signals, targets = batch[0], batch[1]
             signals = augment(signals, self.config.noise_std, self.config.scale_range, self.rank_generator)
+            signals = flip_polarity(signals, self.config.flip_probability, self.rank_generator)
             if self.settings.pin_memory:
                 signals, targets = signals.pin_memory(), targets.pin_memory()
-            yield signals, targets
+            yield (signals, targets, *batch[2:])
 
-    def train_step(self, signals: torch.Tensor, targets: torch.Tensor, step: int, last: bool) -> float:
+    def train_step(
+        self, signals: torch.Tensor, targets: torch.Tensor, step: int, last: bool, rhythm: torch.Tensor | None = None
+    ) -> float:
         """Forward and backward on one batch; steps the optimizer every `grad_accumulation_steps`."""
         settings = self.settings
         signals = signals.to(settings.device, non_blocking=settings.non_blocking)
         targets = targets.to(settings.device, non_blocking=settings.non_blocking)
+        inputs = (signals,) if rhythm is None else (signals, rhythm.to(settings.device))
         optimizer_step = step % self.config.grad_accumulation_steps == 0 or last
         # Across ranks, gradients are averaged once per optimizer step, not after every accumulated batch.
         accumulate = self.forward.no_sync() if self.ranks.distributed and not optimizer_step else nullcontext()
         with accumulate:
             with _autocast(settings):
-                loss = self.criterion(masked_logits(self.forward(signals).float(), self.class_mask), targets)
+                loss = self.criterion(masked_logits(self.forward(*inputs).float(), self.class_mask), targets)
             self.scaler.scale(loss / self.config.grad_accumulation_steps).backward()
         if optimizer_step:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
         return loss.item()
 
     def train_one_epoch(self, max_batches: int | None = None) -> float:
@@ -426,12 +501,13 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         running_loss, seen, started = 0.0, 0, time.perf_counter()
         batches = prefetch(self._augmented_batches(), self.settings.prefetch_batches)
-        for step, (signals, targets) in enumerate(batches, start=1):
+        for step, (signals, targets, *rhythm) in enumerate(batches, start=1):
             if max_batches is not None and step > max_batches:
                 break
             if len(targets) < 2:  # BatchNorm needs more than one sample
                 continue
-            loss = self.train_step(signals, targets, step, last=step == len(self.train_batches))
+            last = step == len(self.train_batches)
+            loss = self.train_step(signals, targets, step, last, rhythm[0] if rhythm else None)
             running_loss += loss * len(targets)
             seen += len(targets)
             if step % config.log_every_batches == 0:
@@ -449,17 +525,25 @@ class _Trainer:
     def validate(self) -> tuple[float, float]:
         """Validation loss and macro F1 over the classes present in training."""
         probabilities, y_val, val_loss = predict_probabilities(
-            self.inference_model, self.val_batches, self.settings, self.class_mask
+            self.evaluated_model, self.val_batches, self.settings, self.class_mask
         )
+        self.val_probabilities = probabilities
         return val_loss, macro_f1(y_val, probabilities.argmax(axis=1), np.flatnonzero(self.train_counts))
 
+    def validates(self, epoch: int) -> bool:
+        """Whether epoch `epoch` (1-based) is validated: every one, or only the last with `selection="last"`."""
+        return self.config.selection == "best_val" or epoch == self.config.epochs
+
     def end_epoch(self, record: dict) -> bool:
-        """Record an epoch; returns True when it is the best so far."""
+        """Record an epoch; returns True when it is the best so far (with `selection="last"`: the last)."""
         self.history.append(record)
-        improved = record["val_macro_f1"] > self.best_f1
+        if self.config.selection == "last":
+            improved = self.epoch == self.config.epochs
+        else:
+            improved = record["val_macro_f1"] > self.best_f1
         if improved:
             self.best_f1, self.best_epoch = record["val_macro_f1"], self.epoch
-        patience = self.config.early_stopping_patience
+        patience = self.config.early_stopping_patience if self.config.selection == "best_val" else 0
         self.stopped_early = bool(patience and self.epoch - self.best_epoch >= patience)
         self.finished = self.stopped_early or self.epoch == self.config.epochs
         return improved
@@ -472,7 +556,7 @@ class _Trainer:
         payload = {
             "epoch": self.epoch,
             "fingerprint": self.fingerprint,
-            "model_state": self.model.state_dict(),
+            "model_state": (self.ema.model if self.ema is not None else self.model).state_dict(),
             "model_config": self.config.architecture().model_dump(),
             "training_config": self.config.model_dump(),
             "preprocess": self.preprocess,
@@ -491,6 +575,8 @@ class _Trainer:
                 scaler_state=self.scaler.state_dict(),
                 **self._random_state(self.generator),
             )
+            if self.ema is not None:  # the raw weights go on training; model_state is their average
+                payload.update(training_model_state=self.model.state_dict(), ema_updates=self.ema.updates)
             if self.ranks.world_size > 1:
                 payload["rank_states"] = self.ranks.all_gather(self._random_state(self.rank_generator))
         return payload
@@ -531,6 +617,10 @@ def train_model(
     same arguments: each trains on its shard of every batch (`batch_size` stays the global batch),
     rank 0 alone validates and writes checkpoints and the log, the others wait for its verdict.
     """
+    if config.members > 1:
+        from ecg_assets.core.ensemble import train_ensemble  # it builds on this module
+
+        return train_ensemble(store, splits, config, settings, models_dir, log_file, ranks)
     started = time.perf_counter()
     models_dir.mkdir(parents=True, exist_ok=True)
     best_path, latest_path = models_dir / BEST_CHECKPOINT, models_dir / LATEST_CHECKPOINT
@@ -558,7 +648,7 @@ def train_model(
         train_loss = trainer.train_one_epoch()
         record = None
         if ranks.is_main:
-            val_loss, val_f1 = trainer.validate()
+            val_loss, val_f1 = trainer.validate() if trainer.validates(trainer.epoch + 1) else (None, None)
             record = {
                 "epoch": trainer.epoch + 1,
                 "train_loss": train_loss,
@@ -573,15 +663,18 @@ def train_model(
         if not ranks.is_main:
             continue
         if improved:
-            save_checkpoint(best_path, trainer.checkpoint(full=False))
+            best = trainer.checkpoint(full=False)
+            if trainer.val_probabilities is not None:  # what the kept weights scored on the val split
+                best["val_probabilities"] = torch.as_tensor(trainer.val_probabilities, dtype=torch.float32)
+            save_checkpoint(best_path, best)
         save_checkpoint(latest_path, latest)
         logger.info(
-            "epoch %d/%d train_loss %.4f val_loss %.4f val_macro_f1 %.4f lr %.2e (%.1f s)%s",
+            "epoch %d/%d train_loss %.4f val_loss %s val_macro_f1 %s lr %.2e (%.1f s)%s",
             trainer.epoch,
             config.epochs,
             train_loss,
-            record["val_loss"],
-            record["val_macro_f1"],
+            _optional(record["val_loss"]),
+            _optional(record["val_macro_f1"]),
             record["learning_rate"],
             record["seconds"],
             " *best*" if improved else "",
@@ -612,6 +705,10 @@ def train_model(
         notes=notes,
         processes=ranks.world_size,
     )
+
+
+def _optional(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _write_training_log(
