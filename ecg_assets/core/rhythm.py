@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 from scipy.ndimage import maximum_filter1d
-from scipy.signal import butter, find_peaks, sosfiltfilt
+from scipy.signal import butter, find_peaks, sosfilt, sosfilt_zi
 
 DETECTION_FS = 125.0
 BAND_HZ = (5.0, 18.0)
@@ -61,9 +61,21 @@ N_RHYTHM_FEATURES = len(RHYTHM_FEATURE_NAMES)
 
 
 @functools.lru_cache(maxsize=16)
-def _bandpass(rate: float) -> np.ndarray:
+def _bandpass(rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Second-order sections of the band-pass at `rate`, and their steady-state initial conditions."""
     high = min(BAND_HZ[1], 0.45 * rate)
-    return butter(2, [BAND_HZ[0], high], btype="bandpass", fs=rate, output="sos")
+    sos = butter(2, [BAND_HZ[0], high], btype="bandpass", fs=rate, output="sos")
+    return sos, sosfilt_zi(sos)
+
+
+def _zero_phase(x: np.ndarray, rate: float) -> np.ndarray:
+    """Band-pass `x` `[leads, samples]` forwards then backwards (no phase shift), each pass started
+    in its steady state for the first sample, like `filtfilt` without the edge padding."""
+    sos, zi = _bandpass(rate)
+    forward, _ = sosfilt(sos, x, axis=-1, zi=zi[:, None, :] * x[None, :, :1])
+    backward = forward[:, ::-1]
+    result, _ = sosfilt(sos, backward, axis=-1, zi=zi[:, None, :] * backward[None, :, :1])
+    return result[:, ::-1]
 
 
 def _decimation(fs: float) -> int:
@@ -84,17 +96,18 @@ def qrs_energy(signal: np.ndarray, fs: float) -> tuple[np.ndarray, float]:
     x = np.atleast_2d(np.asarray(signal, dtype=np.float32))
     factor = _decimation(fs)
     rate = fs / factor
-    usable = x.shape[-1] // factor * factor
-    if factor > 1:
-        x = x[:, :usable].reshape(x.shape[0], -1, factor).mean(axis=-1)
     x = x[np.any(x != 0, axis=-1)]
-    if x.shape[-1] < 2 * round(rate) or not len(x):
-        return np.zeros(max(x.shape[-1], 0), dtype=np.float32), rate
-    filtered = sosfiltfilt(_bandpass(rate), x, axis=-1)
+    usable = x.shape[-1] // factor
+    if not len(x) or usable < 2 * round(rate):
+        return np.zeros(0, dtype=np.float32), rate
+    if factor > 1:
+        x = x[:, : usable * factor].reshape(x.shape[0], usable, factor).mean(axis=-1)
+    filtered = _zero_phase(x.astype(np.float64), rate)
     slope = np.diff(filtered, axis=-1, prepend=filtered[:, :1])
     energy = slope * slope
-    # Each lead scaled by a robust high level of its own energy, so every lead counts alike.
-    scale = np.percentile(energy, 98, axis=-1)
+    # Each lead scaled by a robust high level of its own energy (its 98th percentile), so every lead counts alike.
+    rank = int(0.98 * (energy.shape[-1] - 1))
+    scale = np.partition(energy, rank, axis=-1)[:, rank]
     keep = scale > 0
     combined = (energy[keep] / scale[keep, None]).sum(axis=0) / max(int(keep.sum()), 1)
     return combined.astype(np.float32), rate
@@ -121,7 +134,7 @@ def detect_qrs(
     # Typical beat height: the median of the 1-s blocks' maxima (most seconds hold a beat).
     block = round(rate)
     blocks = len(integrated) // block
-    typical = float(np.median(integrated[: blocks * block].reshape(blocks, block).max(axis=1)))
+    typical = _quantile(np.sort(integrated[: blocks * block].reshape(blocks, block).max(axis=1)), 0.5)
     reference = maximum_filter1d(integrated, size=max(3, round(REFERENCE_WINDOW_S * rate)), mode="nearest")
     reference = np.clip(reference, 0.3 * typical, 2.0 * typical)
     limits = threshold * reference[candidates]
@@ -188,6 +201,14 @@ def _template_correlation(signal: np.ndarray, beats: np.ndarray, fs: float) -> f
     return float(np.median((numerator / denominator).mean(axis=0)))
 
 
+def _quantile(ordered: np.ndarray, q: float) -> float:
+    """The `q` quantile of a sorted 1-D array (linear interpolation, as `np.quantile`)."""
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
+
+
 def rhythm_features_from_beats(beats_s: np.ndarray, duration_s: float) -> np.ndarray:
     """The RR-based entries of `RHYTHM_FEATURE_NAMES` (template correlation left at 0), from beat times in s."""
     out = np.zeros(N_RHYTHM_FEATURES, dtype=np.float32)
@@ -203,10 +224,11 @@ def rhythm_features_from_beats(beats_s: np.ndarray, duration_s: float) -> np.nda
     rr = rr_all[valid]
     if len(rr) < 3:
         return out
-    mean, median = float(rr.mean()), float(np.median(rr))
+    ordered = np.sort(rr)
+    mean, median = float(rr.mean()), _quantile(ordered, 0.5)
     drr = np.diff(rr)  # successive differences (may span an outlier: rare, kept simple)
     abs_drr = np.abs(drr)
-    local = np.median(np.lib.stride_tricks.sliding_window_view(np.pad(rr, 2, mode="edge"), 5), axis=1)
+    local = np.sort(np.lib.stride_tricks.sliding_window_view(np.pad(rr, 2, mode="edge"), 5), axis=1)[:, 2]
     premature = (rr[:-1] < 0.85 * local[:-1]) & (rr[1:] > 1.1 * local[1:])
     entropy = _sample_entropy(rr)
     cosen = entropy + math.log(2 * 0.03) - math.log(mean) if math.isfinite(entropy) else -2.0
@@ -216,7 +238,7 @@ def rhythm_features_from_beats(beats_s: np.ndarray, duration_s: float) -> np.nda
         "log_heart_rate": math.log(60.0 / median / 75.0),
         "rr_cv": float(rr.std()) / mean,
         "rmssd_ratio": math.sqrt(float(np.mean(drr * drr))) / mean,
-        "median_abs_drr_ratio": float(np.median(abs_drr)) / median,
+        "median_abs_drr_ratio": _quantile(np.sort(abs_drr), 0.5) / median,
         "pnn50": float(np.mean(abs_drr > 0.05)),
         "large_drr_fraction": float(np.mean(abs_drr > 0.15 * rr[:-1])),
         "cosen": float(np.clip(cosen, -4.0, 3.0)) + 1.5,
@@ -225,7 +247,7 @@ def rhythm_features_from_beats(beats_s: np.ndarray, duration_s: float) -> np.nda
         "premature_fraction": float(np.mean(premature)),
         "short_rr_fraction": float(np.mean(rr < 0.8 * median)),
         "long_rr_fraction": float(np.mean(rr > 1.3 * median)),
-        "rr_range_ratio": float(np.percentile(rr, 90) - np.percentile(rr, 10)) / median,
+        "rr_range_ratio": (_quantile(ordered, 0.9) - _quantile(ordered, 0.1)) / median,
     }
     for name, value in values.items():
         out[names.index(name)] = value

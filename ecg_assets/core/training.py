@@ -96,7 +96,7 @@ class TrainingConfig(BaseModel):
         0, ge=0, description="Stop after this many epochs without a better val macro F1 (0: off)."
     )
     stem_kernel_size: int = Field(15, ge=1, description="Kernel of the stem convolution.")
-    stage_channels: tuple[int, ...] | None = Field(
+    stage_channels: list[int] | None = Field(
         None, description="Width of each of the four stages (None: base_channels doubling)."
     )
     stem_channels: int | None = Field(None, ge=4, description="Width of the stem (None: the first stage's).")
@@ -136,7 +136,7 @@ class TrainingConfig(BaseModel):
             kernel_size=self.kernel_size,
             stem_stride=self.stem_stride,
             stem_kernel_size=self.stem_kernel_size,
-            stage_channels=self.stage_channels,
+            stage_channels=tuple(self.stage_channels) if self.stage_channels else None,
             stem_channels=self.stem_channels,
             rhythm_features=N_RHYTHM_FEATURES if self.rhythm_features else 0,
             rhythm_hidden=self.rhythm_hidden,
