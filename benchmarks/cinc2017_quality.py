@@ -232,6 +232,7 @@ def run_fold(store_dir: str, config: dict, splits: dict, test: list[int], work_d
     }
     if config.members > 1:  # the members' out-of-fold score inside this fold's training records
         outcome["inner_out_of_fold_macro_f1"] = result.best_val_macro_f1
+    (Path(work_dir) / "fold_result.json").write_text(json.dumps(outcome))  # to follow a long run
     return outcome
 
 
