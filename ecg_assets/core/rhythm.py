@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 from scipy.ndimage import maximum_filter1d
-from scipy.signal import butter, find_peaks, sosfilt, sosfilt_zi
+from scipy.signal import butter, find_peaks, lfilter, lfilter_zi
 
 DETECTION_FS = 125.0
 BAND_HZ = (5.0, 18.0)
@@ -56,25 +56,33 @@ RHYTHM_FEATURE_NAMES: tuple[str, ...] = (
     "rr_outlier_fraction",  # RR outside the physiological range: detection quality
     "template_correlation",  # median correlation of beats with the median beat (morphology stability)
     "log_duration",  # log(seconds analysed / 30)
+    "rr_lag1_correlation",  # correlation of successive RR (bigeminy: negative; AF: about 0)
+    "rr_min_ratio",  # shortest RR / median RR
+    "rr_max_ratio",  # longest RR / median RR, clipped
+    "ectopic_fraction",  # beats whose correlation with the median beat is below 0.7
+    "p_wave_consistency",  # median correlation of the pre-QRS segments (-280..-80 ms) with their median
+    "atrial_residual",  # log RMS of the pre-QRS segments around their median / QRS amplitude
+    "p_wave_amplitude",  # peak-to-peak of the median pre-QRS segment / QRS amplitude
+    "high_frequency_noise",  # log RMS of the second difference (noise, muscle artefact), z-scored signal
 )
 N_RHYTHM_FEATURES = len(RHYTHM_FEATURE_NAMES)
 
 
 @functools.lru_cache(maxsize=16)
-def _bandpass(rate: float) -> tuple[np.ndarray, np.ndarray]:
-    """Second-order sections of the band-pass at `rate`, and their steady-state initial conditions."""
+def _bandpass(rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 2nd-order Butterworth band-pass at `rate` (b, a) and its steady-state initial conditions."""
     high = min(BAND_HZ[1], 0.45 * rate)
-    sos = butter(2, [BAND_HZ[0], high], btype="bandpass", fs=rate, output="sos")
-    return sos, sosfilt_zi(sos)
+    b, a = butter(2, [BAND_HZ[0], high], btype="bandpass", fs=rate)
+    return b, a, lfilter_zi(b, a)
 
 
 def _zero_phase(x: np.ndarray, rate: float) -> np.ndarray:
     """Band-pass `x` `[leads, samples]` forwards then backwards (no phase shift), each pass started
     in its steady state for the first sample, like `filtfilt` without the edge padding."""
-    sos, zi = _bandpass(rate)
-    forward, _ = sosfilt(sos, x, axis=-1, zi=zi[:, None, :] * x[None, :, :1])
+    b, a, zi = _bandpass(rate)
+    forward, _ = lfilter(b, a, x, axis=-1, zi=zi[None, :] * x[:, :1])
     backward = forward[:, ::-1]
-    result, _ = sosfilt(sos, backward, axis=-1, zi=zi[:, None, :] * backward[None, :, :1])
+    result, _ = lfilter(b, a, backward, axis=-1, zi=zi[None, :] * backward[:, :1])
     return result[:, ::-1]
 
 
@@ -184,21 +192,46 @@ def _sample_entropy(rr: np.ndarray, tolerance: float = 0.03) -> float:
     return -math.log(max(a, 1) / b) if a else math.log(b)
 
 
-def _template_correlation(signal: np.ndarray, beats: np.ndarray, fs: float) -> float:
-    """Median correlation of each beat (QRS-T, -0.2..+0.4 s) with the median beat, over present leads."""
-    before, after = round(0.2 * fs), round(0.4 * fs)
+def _correlations(segments: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """Correlation of every beat's segment with the template, averaged over leads: `[beats]`.
+
+    `segments`: `[leads, beats, samples]`; `template`: `[leads, samples]`.
+    """
+    segments = segments - segments.mean(axis=-1, keepdims=True)
+    template = (template - template.mean(axis=-1, keepdims=True))[:, None, :]
+    numerator = (segments * template).sum(axis=-1)
+    denominator = np.sqrt((segments * segments).sum(axis=-1) * (template * template).sum(axis=-1)) + 1e-6
+    return (numerator / denominator).mean(axis=0)
+
+
+def _beat_morphology(signal: np.ndarray, beats: np.ndarray, fs: float) -> dict[str, float]:
+    """Morphology entries: beat-to-beat stability (QRS-T, -0.2..+0.4 s), ectopic beats, and the atrial
+    activity before each QRS (consistent P waves in sinus rhythm, disorganised activity in AF), all
+    against the median beat."""
+    before, after = round(0.3 * fs), round(0.4 * fs)
     beats = beats[(beats >= before) & (beats + after <= signal.shape[-1])]
     if len(beats) < 3:
-        return 0.0
+        return {}
     step = max(1, round(fs / DETECTION_FS))
     offsets = np.arange(-before, after, step)
-    x = np.asarray(signal, dtype=np.float32)
-    segments = x[:, beats[:, None] + offsets[None, :]]  # [leads, beats, samples]
-    segments = segments - segments.mean(axis=-1, keepdims=True)
-    template = np.median(segments, axis=1, keepdims=True)
-    numerator = (segments * template).sum(axis=-1)
-    denominator = np.sqrt((segments**2).sum(axis=-1) * (template**2).sum(axis=-1)) + 1e-6
-    return float(np.median((numerator / denominator).mean(axis=0)))
+    segments = np.asarray(signal, dtype=np.float32)[:, beats[:, None] + offsets[None, :]]  # [leads, beats, samples]
+    template = np.median(segments, axis=1)  # the median beat, [leads, samples]
+    beat_part = offsets >= -round(0.2 * fs)
+    correlation = _correlations(segments[:, :, beat_part], template[:, beat_part])
+    atrial_part = (offsets >= -round(0.28 * fs)) & (offsets < -round(0.08 * fs))
+    atrial, atrial_template = segments[:, :, atrial_part], template[:, atrial_part]
+    p_wave = _correlations(atrial, atrial_template)
+    qrs = template[:, np.abs(offsets) <= round(0.05 * fs)]
+    qrs_amplitude = float(np.mean(np.ptp(qrs, axis=-1))) + 1e-3
+    residual = atrial - atrial.mean(axis=-1, keepdims=True)
+    residual -= (atrial_template - atrial_template.mean(axis=-1, keepdims=True))[:, None, :]
+    return {
+        "template_correlation": float(np.median(correlation)),
+        "ectopic_fraction": float(np.mean(correlation < 0.7)),
+        "p_wave_consistency": float(np.median(p_wave)),
+        "atrial_residual": math.log(float(np.sqrt(np.mean(residual * residual))) / qrs_amplitude + 1e-3) + 3.0,
+        "p_wave_amplitude": float(np.mean(np.ptp(atrial_template, axis=-1))) / qrs_amplitude,
+    }
 
 
 def _quantile(ordered: np.ndarray, q: float) -> float:
@@ -210,7 +243,7 @@ def _quantile(ordered: np.ndarray, q: float) -> float:
 
 
 def rhythm_features_from_beats(beats_s: np.ndarray, duration_s: float) -> np.ndarray:
-    """The RR-based entries of `RHYTHM_FEATURE_NAMES` (template correlation left at 0), from beat times in s."""
+    """The RR-based entries of `RHYTHM_FEATURE_NAMES` (the morphology ones left at 0), from beat times in s."""
     out = np.zeros(N_RHYTHM_FEATURES, dtype=np.float32)
     names = RHYTHM_FEATURE_NAMES
     out[names.index("log_beat_count")] = math.log1p(len(beats_s)) - 4.0
@@ -234,7 +267,11 @@ def rhythm_features_from_beats(beats_s: np.ndarray, duration_s: float) -> np.nda
     cosen = entropy + math.log(2 * 0.03) - math.log(mean) if math.isfinite(entropy) else -2.0
     lorenz = np.floor(np.stack([drr[:-1], drr[1:]], axis=1) / 0.04 + 0.5).astype(np.int64)
     occupied = len(np.unique(lorenz[:, 0] * 1000 + lorenz[:, 1])) if len(lorenz) else 0
+    lag1 = float(np.corrcoef(rr[:-1], rr[1:])[0, 1]) if len(rr) > 3 and rr.std() > 1e-9 else 0.0
     values = {
+        "rr_lag1_correlation": lag1 if math.isfinite(lag1) else 0.0,
+        "rr_min_ratio": float(ordered[0]) / median,
+        "rr_max_ratio": float(ordered[-1]) / median,
         "log_heart_rate": math.log(60.0 / median / 75.0),
         "rr_cv": float(rr.std()) / mean,
         "rmssd_ratio": math.sqrt(float(np.mean(drr * drr))) / mean,
@@ -267,5 +304,10 @@ def rhythm_features(signal: np.ndarray, fs: float = 500.0) -> np.ndarray:
     duration = x.shape[-1] / fs
     beats = detect_qrs(x, fs) if len(x) else np.zeros(0, dtype=np.int64)
     out = rhythm_features_from_beats(beats / fs, duration)
-    out[RHYTHM_FEATURE_NAMES.index("template_correlation")] = _template_correlation(x, beats, fs) if len(x) else 0.0
+    for name, value in (_beat_morphology(x, beats, fs) if len(x) else {}).items():
+        out[RHYTHM_FEATURE_NAMES.index(name)] = np.clip(value, -3.0, 3.0)
+    if x.shape[-1] > 2:
+        second = np.diff(x, n=2, axis=-1)
+        noise = math.log(float(np.sqrt(np.mean(second * second))) + 1e-4) + 4.0
+        out[RHYTHM_FEATURE_NAMES.index("high_frequency_noise")] = np.clip(noise, -3.0, 3.0)
     return out
