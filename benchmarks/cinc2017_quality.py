@@ -84,9 +84,16 @@ FAST = dict(
     ema_decay=0.99,
     log_every_batches=1000,
 )
+FAST_RHYTHM = {**FAST, "rhythm_features": True}
 RECIPES.update(
     fast_base=FAST,
-    fast_rhythm={**FAST, "rhythm_features": True},
+    fast_rhythm=FAST_RHYTHM,
+    fast_rhythm_20ep={**FAST_RHYTHM, "epochs": 20},
+    fast_rhythm_no_ema={**FAST_RHYTHM, "ema_decay": 0.0},
+    fast_rhythm_best_val={**FAST_RHYTHM, "ema_decay": 0.0, "selection": "best_val"},
+    fast_rhythm_flip={**FAST_RHYTHM, "flip_probability": 0.5},
+    stem4_rhythm={**FAST_RHYTHM, "stem_stride": 4, "stem_kernel_size": 15},
+    ensemble5={**FAST_RHYTHM, "members": 5},
 )
 
 
