@@ -94,6 +94,7 @@ RECIPES.update(
     fast_rhythm_flip={**FAST_RHYTHM, "flip_probability": 0.5},
     stem4_rhythm={**FAST_RHYTHM, "stem_stride": 4, "stem_kernel_size": 15},
     ensemble5={**FAST_RHYTHM, "members": 5},
+    fast_rhythm_aux={**FAST_RHYTHM, "rhythm_aux_weight": 0.5, "rhythm_hidden": 64},
 )
 
 

@@ -249,3 +249,18 @@ def test_fused_ensemble_trains_under_torchrun_and_resumes(rhythm_store, tmp_path
     got = load_checkpoint(tmp_path / "killed" / "models" / "best.pth")
     assert expected["model_config"]["members"] == 2
     assert all(torch.equal(expected["model_state"][key], got["model_state"][key]) for key in expected["model_state"])
+
+
+def test_auxiliary_rhythm_head_trains_and_is_left_out_at_inference(rhythm_store, tmp_path):
+    store, splits = rhythm_store
+    config = TrainingConfig(**{**RECIPE, "epochs": 1, "rhythm_aux_weight": 0.5})
+    assert config.architecture().rhythm_head and not TrainingConfig(**RECIPE).architecture().rhythm_head
+    result = train_model(store, splits, config, CPU, tmp_path / "models", tmp_path / "log.json")
+    model = build_model(load_checkpoint(result.best_checkpoint)["model_config"])
+    assert model.rhythm_head is not None
+    x, rhythm = torch.randn(2, 12, 3000), torch.randn(2, N_RHYTHM_FEATURES)
+    model.eval()
+    logits, auxiliary = model(x, rhythm, auxiliary=True)
+    assert torch.equal(logits, model(x, rhythm)) and auxiliary.shape == (2, 5)
+    outputs = evaluate_checkpoint(store, splits, result.best_checkpoint, CPU, tmp_path / "m.json", tmp_path / "f")
+    assert outputs.metrics["n_samples"] == len(splits["test"])

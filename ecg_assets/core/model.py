@@ -39,6 +39,9 @@ class ModelConfig(BaseModel):
     stem_channels: int | None = Field(None, ge=4, description="Width of the stem (None: the first stage's).")
     rhythm_features: int = Field(0, ge=0, description="Length of the record-level feature vector fused (0: none).")
     rhythm_hidden: int = Field(32, ge=1, description="Width of the feature MLP fused with the pooled embedding.")
+    rhythm_head: bool = Field(
+        False, description="Also classify from the feature MLP alone (an auxiliary output for training)."
+    )
     members: int = Field(1, ge=1, description="Networks of this architecture whose probabilities are averaged.")
 
     def widths(self) -> list[int]:
@@ -120,6 +123,7 @@ class ECGResNet1D(nn.Module):
                 nn.GELU(),
             )
             embedding += hidden
+        self.rhythm_head = nn.Linear(config.rhythm_hidden, config.num_classes) if config.rhythm_head else None
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(config.dropout), nn.Linear(embedding, config.num_classes))
         self._init_weights()
 
@@ -135,15 +139,25 @@ class ECGResNet1D(nn.Module):
             if isinstance(module, ResidualBlock1d):
                 nn.init.zeros_(module.bn2.weight)
 
-    def forward(self, x: torch.Tensor, rhythm: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, rhythm: torch.Tensor | None = None, auxiliary: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """`x`: `[batch, in_leads, samples]` (and `rhythm`: `[batch, rhythm_features]` when the model
-        fuses record-level features) -> logits `[batch, num_classes]`."""
+        fuses record-level features) -> logits `[batch, num_classes]`; with `auxiliary` (models with a
+        `rhythm_head`), also the logits of the features alone (a training target of their own)."""
         embedding = self.pool(self.stages(self.stem(x))).flatten(1)
+        features = None
         if self.rhythm is not None:
             if rhythm is None:
                 raise ValueError(f"this model needs the {self.config.rhythm_features} record-level features")
-            embedding = torch.cat([embedding, self.rhythm(rhythm.to(embedding.dtype))], dim=1)
-        return self.head(embedding)
+            features = self.rhythm(rhythm.to(embedding.dtype))
+            embedding = torch.cat([embedding, features], dim=1)
+        logits = self.head(embedding)
+        if auxiliary:
+            if self.rhythm_head is None or features is None:
+                raise ValueError("auxiliary logits need a model with rhythm_features and rhythm_head")
+            return logits, self.rhythm_head(features)
+        return logits
 
 
 class EnsembleModel(nn.Module):

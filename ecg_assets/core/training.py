@@ -46,6 +46,7 @@ _LATER_FIELDS = (
     "stem_channels",
     "rhythm_features",
     "rhythm_hidden",
+    "rhythm_aux_weight",
     "ema_decay",
     "selection",
     "flip_probability",
@@ -104,6 +105,12 @@ class TrainingConfig(BaseModel):
         False, description="Fuse the record-level rhythm features (core.rhythm) with the pooled embedding."
     )
     rhythm_hidden: int = Field(32, ge=1, description="Width of the rhythm-feature MLP.")
+    rhythm_aux_weight: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of an auxiliary loss on a head that sees the rhythm features alone (0: no such "
+        "head), so that the feature branch learns to classify by itself and is not drowned by the network.",
+    )
     ema_decay: float = Field(
         0.0,
         ge=0,
@@ -140,6 +147,7 @@ class TrainingConfig(BaseModel):
             stem_channels=self.stem_channels,
             rhythm_features=N_RHYTHM_FEATURES if self.rhythm_features else 0,
             rhythm_hidden=self.rhythm_hidden,
+            rhythm_head=bool(self.rhythm_features and self.rhythm_aux_weight > 0),
         )
 
 
@@ -483,7 +491,13 @@ class _Trainer:
         accumulate = self.forward.no_sync() if self.ranks.distributed and not optimizer_step else nullcontext()
         with accumulate:
             with _autocast(settings):
-                loss = self.criterion(masked_logits(self.forward(*inputs).float(), self.class_mask), targets)
+                if self.config.rhythm_features and self.config.rhythm_aux_weight > 0:
+                    logits, auxiliary = self.forward(*inputs, auxiliary=True)
+                    loss = self.criterion(masked_logits(logits.float(), self.class_mask), targets)
+                    auxiliary = masked_logits(auxiliary.float(), self.class_mask)
+                    loss = loss + self.config.rhythm_aux_weight * self.criterion(auxiliary, targets)
+                else:
+                    loss = self.criterion(masked_logits(self.forward(*inputs).float(), self.class_mask), targets)
             self.scaler.scale(loss / self.config.grad_accumulation_steps).backward()
         if optimizer_step:
             self.scaler.step(self.optimizer)
