@@ -95,6 +95,7 @@ RECIPES.update(
     stem4_rhythm={**FAST_RHYTHM, "stem_stride": 4, "stem_kernel_size": 15},
     ensemble5={**FAST_RHYTHM, "members": 5},
     fast_rhythm_aux={**FAST_RHYTHM, "rhythm_aux_weight": 0.5, "rhythm_hidden": 64},
+    fast_rhythm_aux_rbf={**FAST_RHYTHM, "rhythm_aux_weight": 0.5, "rhythm_hidden": 64, "rhythm_rbf": 8},
 )
 
 

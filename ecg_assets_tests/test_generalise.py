@@ -264,3 +264,16 @@ def test_auxiliary_rhythm_head_trains_and_is_left_out_at_inference(rhythm_store,
     assert torch.equal(logits, model(x, rhythm)) and auxiliary.shape == (2, 5)
     outputs = evaluate_checkpoint(store, splits, result.best_checkpoint, CPU, tmp_path / "m.json", tmp_path / "f")
     assert outputs.metrics["n_samples"] == len(splits["test"])
+
+
+def test_radial_encoding_of_the_features():
+    model = ECGResNet1D(ModelConfig(base_channels=8, rhythm_features=N_RHYTHM_FEATURES, rhythm_rbf=8)).train()
+    encoding = model.rhythm[0]
+    rhythm = torch.randn(16, N_RHYTHM_FEATURES)
+    encoded = encoding(rhythm)
+    assert encoded.shape == (16, N_RHYTHM_FEATURES * 9) and not encoding.norm.affine
+    assert float(encoded[:, N_RHYTHM_FEATURES:].max()) <= 1.0
+    model(torch.randn(16, 12, 1000), rhythm).sum().backward()
+    assert model.rhythm[1].weight.grad.abs().sum() > 0
+    assert TrainingConfig(rhythm_features=True, rhythm_rbf=8).architecture().rhythm_rbf == 8
+    assert TrainingConfig(rhythm_rbf=8).architecture().rhythm_rbf == 0  # no features, no encoding

@@ -39,6 +39,12 @@ class ModelConfig(BaseModel):
     stem_channels: int | None = Field(None, ge=4, description="Width of the stem (None: the first stage's).")
     rhythm_features: int = Field(0, ge=0, description="Length of the record-level feature vector fused (0: none).")
     rhythm_hidden: int = Field(32, ge=1, description="Width of the feature MLP fused with the pooled embedding.")
+    rhythm_rbf: int = Field(
+        0,
+        ge=0,
+        description="Encode each standardised feature also by this many Gaussian bumps at fixed positions "
+        "before the MLP (0: the features as they are). Lets a small MLP draw thresholds the way trees do.",
+    )
     rhythm_head: bool = Field(
         False, description="Also classify from the feature MLP alone (an auxiliary output for training)."
     )
@@ -51,6 +57,22 @@ class ModelConfig(BaseModel):
                 raise ValueError("stage_channels needs one width per entry of blocks_per_stage")
             return list(self.stage_channels)
         return [self.base_channels * 2**index for index in range(len(self.blocks_per_stage))]
+
+
+class RadialEncoding(nn.Module):
+    """Standardise each feature (BatchNorm statistics, no affine), then append `centers` Gaussian bumps
+    per feature, at fixed positions over [-2.5, 2.5] standard deviations: `[B, n] -> [B, n * (1 + centers)]`."""
+
+    def __init__(self, features: int, centers: int, width: float = 0.6):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(features, affine=False)
+        self.register_buffer("centers", torch.linspace(-2.5, 2.5, centers))
+        self.width = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.norm(x)
+        bumps = torch.exp(-0.5 * ((z[:, :, None] - self.centers) / self.width) ** 2)
+        return torch.cat([z, bumps.flatten(1)], dim=1)
 
 
 class ResidualBlock1d(nn.Module):
@@ -114,10 +136,13 @@ class ECGResNet1D(nn.Module):
         self.rhythm: nn.Module | None = None
         embedding = in_channels
         if config.rhythm_features:
-            hidden = config.rhythm_hidden
+            hidden, encoded = config.rhythm_hidden, config.rhythm_features * (1 + config.rhythm_rbf)
             self.rhythm = nn.Sequential(
-                nn.BatchNorm1d(config.rhythm_features),  # its running statistics travel in the checkpoint
-                nn.Linear(config.rhythm_features, hidden),
+                # Normalisation statistics are BatchNorm running statistics: they travel in the checkpoint.
+                RadialEncoding(config.rhythm_features, config.rhythm_rbf)
+                if config.rhythm_rbf
+                else nn.BatchNorm1d(config.rhythm_features),
+                nn.Linear(encoded, hidden),
                 nn.GELU(),
                 nn.Linear(hidden, hidden),
                 nn.GELU(),
@@ -131,7 +156,7 @@ class ECGResNet1D(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv1d):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm1d):
+            elif isinstance(module, nn.BatchNorm1d) and module.affine:
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
         # Zero the last BN of each residual branch: every block starts as an identity.

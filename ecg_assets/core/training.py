@@ -47,6 +47,7 @@ _LATER_FIELDS = (
     "rhythm_features",
     "rhythm_hidden",
     "rhythm_aux_weight",
+    "rhythm_rbf",
     "ema_decay",
     "selection",
     "flip_probability",
@@ -105,6 +106,9 @@ class TrainingConfig(BaseModel):
         False, description="Fuse the record-level rhythm features (core.rhythm) with the pooled embedding."
     )
     rhythm_hidden: int = Field(32, ge=1, description="Width of the rhythm-feature MLP.")
+    rhythm_rbf: int = Field(
+        0, ge=0, description="Gaussian bumps per rhythm feature before its MLP (0: the raw standardised features)."
+    )
     rhythm_aux_weight: float = Field(
         0.0,
         ge=0,
@@ -148,6 +152,7 @@ class TrainingConfig(BaseModel):
             rhythm_features=N_RHYTHM_FEATURES if self.rhythm_features else 0,
             rhythm_hidden=self.rhythm_hidden,
             rhythm_head=bool(self.rhythm_features and self.rhythm_aux_weight > 0),
+            rhythm_rbf=self.rhythm_rbf if self.rhythm_features else 0,
         )
 
 
