@@ -77,7 +77,7 @@ def test_default_training_fingerprint_is_unchanged(rhythm_store):
                 "config": {
                     key: value
                     for key, value in config.model_dump(exclude={"log_every_batches", "resume"}).items()
-                    if key not in training_module._LATER_FIELDS
+                    if key not in training_module._LEGACY_VALUES
                 },
                 "store": store.metadata.get("content_fingerprint") or store.generation,
                 "splits": splits,

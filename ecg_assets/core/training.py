@@ -38,21 +38,22 @@ LATEST_CHECKPOINT = "latest.pth"
 ABSENT_CLASS_LOGIT = -1e4
 # Settings that change how a run is reported, not what it learns: excluded from the fingerprint.
 _NON_SEMANTIC_FIELDS = {"log_every_batches", "resume"}
-# Options added after checkpoints were first written: left out of the fingerprint while at their
-# defaults, so a run started by older code still resumes.
-_LATER_FIELDS = (
-    "stem_kernel_size",
-    "stage_channels",
-    "stem_channels",
-    "rhythm_features",
-    "rhythm_hidden",
-    "rhythm_aux_weight",
-    "rhythm_rbf",
-    "ema_decay",
-    "selection",
-    "flip_probability",
-    "members",
-)
+# Options added after checkpoints were first written, with the value that reproduces the older
+# behaviour: left out of the fingerprint while they hold it, so a run started by older code still
+# resumes (whatever these options' defaults become).
+_LEGACY_VALUES: dict[str, Any] = {
+    "stem_kernel_size": 15,
+    "stage_channels": None,
+    "stem_channels": None,
+    "rhythm_features": False,
+    "rhythm_hidden": 32,
+    "rhythm_aux_weight": 0.0,
+    "rhythm_rbf": 0,
+    "ema_decay": 0.0,
+    "selection": "best_val",
+    "flip_probability": 0.0,
+    "members": 1,
+}
 DEFAULT_FS = 500.0
 
 
@@ -240,8 +241,8 @@ def training_fingerprint(config: TrainingConfig, store: RecordStore, splits: dic
     when `processed_records` is re-materialized without changes, so resuming still works.
     """
     semantic = config.model_dump(exclude=_NON_SEMANTIC_FIELDS)
-    for name in _LATER_FIELDS:
-        if semantic[name] == TrainingConfig.model_fields[name].default:
+    for name, legacy in _LEGACY_VALUES.items():
+        if semantic[name] == legacy:
             del semantic[name]
     content = store.metadata.get("content_fingerprint") or store.generation
     payload = json.dumps({"config": semantic, "store": content, "splits": splits}, sort_keys=True)
