@@ -97,6 +97,16 @@ RECIPES.update(
     fast_rhythm_aux={**FAST_RHYTHM, "rhythm_aux_weight": 0.5, "rhythm_hidden": 64},
     fast_rhythm_aux_rbf={**FAST_RHYTHM, "rhythm_aux_weight": 0.5, "rhythm_hidden": 64, "rhythm_rbf": 8},
 )
+# The recommended recipe of issue 11: five fold members of the fused network, 12 epochs each.
+FINAL_MEMBER = {**FAST_RHYTHM, "rhythm_aux_weight": 0.5, "rhythm_hidden": 64, "rhythm_rbf": 8}
+RECIPES.update(
+    final_member=FINAL_MEMBER,
+    final=(FINAL := {**FINAL_MEMBER, "members": 5}),
+    final_20ep={**FINAL_MEMBER, "epochs": 20},
+    final_no_ema={**FINAL_MEMBER, "ema_decay": 0.0},
+    final_best_val={**FINAL_MEMBER, "ema_decay": 0.0, "selection": "best_val"},
+    final_stem4={**FINAL_MEMBER, "stem_stride": 4, "stem_kernel_size": 15},
+)
 
 
 @dataclass
@@ -213,6 +223,8 @@ def run_fold(store_dir: str, config: dict, splits: dict, test: list[int], work_d
         started = _cpu_seconds()
         store_rhythm_features(store)
         feature_cpu = _cpu_seconds() - started
+    previous_file = Path(work_dir) / "fold_result.json"
+    previous = json.loads(previous_file.read_text()) if previous_file.is_file() else None
     wall, cpu = time.perf_counter(), _cpu_seconds()
     result = train_model(
         store,
@@ -241,6 +253,10 @@ def run_fold(store_dir: str, config: dict, splits: dict, test: list[int], work_d
     }
     if config.members > 1:  # the members' out-of-fold score inside this fold's training records
         outcome["inner_out_of_fold_macro_f1"] = result.best_val_macro_f1
+    if result.already_complete and previous is not None:  # trained by an earlier run: its timings
+        outcome.update(
+            train_cpu_s=previous["train_cpu_s"], train_wall_s=previous["train_wall_s"], timings_from_earlier_run=True
+        )
     (Path(work_dir) / "fold_result.json").write_text(json.dumps(outcome))  # to follow a long run
     return outcome
 
