@@ -39,6 +39,7 @@ from ecg_assets.core.label_mapping import build_label_mapping
 from ecg_assets.core.labels import LABEL_TO_INDEX
 from ecg_assets.core.model import ECGResNet1D, build_model, count_parameters
 from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
+from ecg_assets.core.recipes import GENERALISE
 from ecg_assets.core.record_features import store_rhythm_features
 from ecg_assets.core.splits import SplitConfig, stratified_split
 from ecg_assets.core.store import RecordStore
@@ -97,11 +98,13 @@ RECIPES.update(
     fast_rhythm_aux={**FAST_RHYTHM, "rhythm_aux_weight": 0.5, "rhythm_hidden": 64},
     fast_rhythm_aux_rbf={**FAST_RHYTHM, "rhythm_aux_weight": 0.5, "rhythm_hidden": 64, "rhythm_rbf": 8},
 )
-# The recommended recipe of issue 11: five fold members of the fused network, 12 epochs each.
-FINAL_MEMBER = {**FAST_RHYTHM, "rhythm_aux_weight": 0.5, "rhythm_hidden": 64, "rhythm_rbf": 8}
+# The recommended recipe of issue 11 (`core.recipes.GENERALISE`): five fold members of the fused
+# network, 12 epochs each; `final_member` is one of them, the ablations change one thing each.
+FINAL = {**GENERALISE, "log_every_batches": 1000}
+FINAL_MEMBER = {**FINAL, "members": 1}
 RECIPES.update(
     final_member=FINAL_MEMBER,
-    final=(FINAL := {**FINAL_MEMBER, "members": 5}),
+    final=FINAL,
     final_20ep={**FINAL_MEMBER, "epochs": 20},
     final_no_ema={**FINAL_MEMBER, "ema_decay": 0.0},
     final_best_val={**FINAL_MEMBER, "ema_decay": 0.0, "selection": "best_val"},
