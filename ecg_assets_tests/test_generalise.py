@@ -277,3 +277,13 @@ def test_radial_encoding_of_the_features():
     assert model.rhythm[1].weight.grad.abs().sum() > 0
     assert TrainingConfig(rhythm_features=True, rhythm_rbf=8).architecture().rhythm_rbf == 8
     assert TrainingConfig(rhythm_rbf=8).architecture().rhythm_rbf == 0  # no features, no encoding
+
+
+def test_generalise_recipe_is_a_valid_config_of_about_one_and_a_half_million_parameters_per_member():
+    from ecg_assets.core.model import count_parameters
+    from ecg_assets.core.recipes import generalise_config
+
+    config = generalise_config()
+    assert config.members == 5 and config.rhythm_features and config.selection == "last"
+    assert 1.4e6 < count_parameters(ECGResNet1D(config.architecture())) < 1.7e6
+    assert generalise_config(epochs=3).epochs == 3
