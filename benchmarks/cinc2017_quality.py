@@ -369,8 +369,14 @@ def main(argv: list[str] | None = None) -> None:
         )
         write_result(args.name or f"cv_{args.recipe}", summary)
         return
-    base = DEFAULT_MODEL_CONFIG if args.default_model else QUALITY_CONFIG
-    name = args.name or ("cinc2017_default_model" if args.default_model else "cinc2017_compact_model")
+    base = DEFAULT_MODEL_CONFIG if args.default_model else RECIPES[args.recipe]
+    name = args.name or (
+        "cinc2017_default_model"
+        if args.default_model
+        else "cinc2017_compact_model"
+        if args.recipe == "compact"
+        else f"cinc2017_{args.recipe}_single_split"
+    )
     with tempfile.TemporaryDirectory() as scratch:
         outcome = run_quality(
             data_dir,
@@ -378,7 +384,10 @@ def main(argv: list[str] | None = None) -> None:
             {**base, **args.overrides},
         )
     parameters = count_parameters(ECGResNet1D(TrainingConfig(**outcome.config).architecture()))
-    write_result(name, {**outcome.__dict__, "parameters": parameters, "torch_threads": args.threads})
+    members = TrainingConfig(**outcome.config).members
+    write_result(
+        name, {**outcome.__dict__, "parameters": parameters, "members": members, "torch_threads": args.threads}
+    )
 
 
 if __name__ == "__main__":
