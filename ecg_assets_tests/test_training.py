@@ -123,12 +123,14 @@ def test_early_stopping_on_validation_macro_f1(toy_store, monkeypatch, caplog):
     store, splits, tmp = toy_store
     scores = iter([0.5, 0.6, 0.55, 0.58, 0.9, 0.9])
     monkeypatch.setattr(training_module._Trainer, "validate", lambda self: (1.0, next(scores)))
-    config = TrainingConfig(**{**FAST, "epochs": 6, "early_stopping_patience": 2})
+    config = TrainingConfig(**{**FAST, "epochs": 6, "early_stopping_patience": 2, "selection": "best_val"})
     with caplog.at_level("INFO", logger="ecg_assets"):
         result = train_model(store, splits, config, CPU, tmp / "models", tmp / "log.json")
     assert result.stopped_early and result.epochs_run == 4 and result.best_epoch == 2
     assert "early stopping" in caplog.text
     assert load_checkpoint(result.best_checkpoint)["epoch"] == 2
+    with pytest.raises(ValueError, match="early_stopping_patience needs selection 'best_val'"):
+        TrainingConfig(early_stopping_patience=2, selection="last")
 
 
 @pytest.mark.slow  # a full training loop

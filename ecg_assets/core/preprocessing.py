@@ -34,6 +34,7 @@ from ecg_assets.core.datasets import DatasetFormat
 from ecg_assets.core.datasets.config import load_dataset_config
 from ecg_assets.core.labels import LABEL_TO_INDEX, LABELS
 from ecg_assets.core.records import RecordEntry, Recording, RecordReadError, duplicate_reason
+from ecg_assets.core.rhythm import RHYTHM_COLUMNS, rhythm_features
 from ecg_assets.core.signal import LEAD_ORDER, PreprocessConfig, preprocess_leads, preprocess_spans
 from ecg_assets.core.signal_fingerprint import signal_fingerprint
 from ecg_assets.core.store import SIGNAL_DTYPE, RecordStore, RecordStoreWriter
@@ -56,6 +57,7 @@ SIGNAL_COLUMNS = (
     "sex",
     "age",
     "signal_fingerprint",
+    *RHYTHM_COLUMNS,
 )
 # Every column of the store index this module writes (the store's own placement columns come after).
 INDEX_COLUMNS = (
@@ -114,6 +116,7 @@ class PreparedRecord:
     lead_mask: np.ndarray
     flat_mask: np.ndarray
     warnings: list[str]
+    rhythm: np.ndarray  # float32 [N_RHYTHM_FEATURES], from the longest stored signal (`core.rhythm`)
 
     @property
     def signal(self) -> np.ndarray:
@@ -152,7 +155,10 @@ class RecordPreparer:
         else:
             result = preprocess_leads(recording.signal, recording.fs, recording.lead_names, self.base)
         warnings = [*recording.notes, *result.warnings]  # notes: what the reader left out (non-ECG channels)
-        return PreparedRecord(result.rows.astype(SIGNAL_DTYPE), window, result.lead_mask, result.flat_mask, warnings)
+        rows = result.rows.astype(SIGNAL_DTYPE)
+        # From the values exactly as stored (float16), so a store without these columns recomputes the same.
+        rhythm = rhythm_features((window if window is not None else rows).astype(np.float32), config.target_fs)
+        return PreparedRecord(rows, window, result.lead_mask, result.flat_mask, warnings, rhythm)
 
     def read(
         self, dataset_dir: Path, dataset_format: DatasetFormat, entry: RecordEntry
@@ -526,6 +532,7 @@ def _store_outcome(
             sex=recording.sex,
             age="" if recording.age is None else f"{recording.age:g}",
             signal_fingerprint=signal_fingerprint(prepared.rows, prepared.lead_mask, prepared.flat_mask),
+            **{column: float(value) for column, value in zip(RHYTHM_COLUMNS, prepared.rhythm)},
         )
         writer.append(prepared.rows, index_row, prepared.window, lead_mask=prepared.lead_mask)
         report.reprocessed += 1
