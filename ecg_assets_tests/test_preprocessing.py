@@ -114,6 +114,15 @@ def _process(folder, out, **kwargs):
     return process_records(folder, detect_format(folder), mapping.included, out, config, **kwargs)
 
 
+def test_rhythm_features_can_be_left_to_training_with_the_same_values(demo_root, tmp_path):
+    folder = _small_cinc2017(demo_root, tmp_path / "d")
+    with_features, _ = _process(folder, tmp_path / "with")
+    without, _ = _process(folder, tmp_path / "without", config=RecordProcessingConfig(rhythm_features=False))
+    assert not set(RHYTHM_COLUMNS) & set(without.index.columns)
+    np.testing.assert_array_equal(store_rhythm_features(without), store_rhythm_features(with_features))
+    assert with_features.generation != without.generation  # a setting of the store: changing it reprocesses
+
+
 def test_index_carries_provenance_and_long_records_keep_a_window(demo_root, tmp_path):
     folder = _small_cinc2017(demo_root, tmp_path / "d")
     store, report = _process(folder, tmp_path / "out")
