@@ -59,7 +59,8 @@ def test_rerun_with_same_config_does_not_retrain_and_changed_config_starts_fresh
 @pytest.mark.slow  # a full training loop
 def test_interrupted_run_resumes_to_the_same_weights(toy_store, monkeypatch):
     store, splits, tmp = toy_store
-    config = TrainingConfig(**{**FAST, "epochs": 3})
+    # The default recipe's stateful parts: the weights' moving average and the fused rhythm branch.
+    config = TrainingConfig(**{**FAST, "epochs": 3, "ema_decay": 0.99, "rhythm_features": True})
     reference = train_model(store, splits, config, CPU, tmp / "a", tmp / "a.json")
 
     real_log_writer = training_module._write_training_log
@@ -78,9 +79,9 @@ def test_interrupted_run_resumes_to_the_same_weights(toy_store, monkeypatch):
     resumed = train_model(store, splits, config, CPU, tmp / "b", tmp / "b.json")
     assert resumed.resumed_from_epoch == 2 and resumed.epochs_run == 3
     assert "resuming from latest.pth after epoch 2" in resumed.notes
-    expected = load_checkpoint(reference.latest_checkpoint)["model_state"]
-    got = load_checkpoint(resumed.latest_checkpoint)["model_state"]
-    assert all(torch.equal(expected[key], got[key]) for key in expected)  # same seed on CPU: identical
+    expected, got = load_checkpoint(reference.latest_checkpoint), load_checkpoint(resumed.latest_checkpoint)
+    for name in ("model_state", "training_model_state"):  # the average and the raw weights
+        assert all(torch.equal(expected[name][key], got[name][key]) for key in expected[name]), name  # bit for bit
 
 
 @pytest.mark.slow  # a full training loop

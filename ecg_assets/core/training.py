@@ -95,7 +95,7 @@ class TrainingConfig(BaseModel):
     dropout: float = Field(0.2, ge=0, lt=1)
     kernel_size: int = Field(5, ge=3, description="Odd kernel size of the residual convolutions.")
     stem_stride: int = Field(
-        8, ge=1, description="Stride of the stem convolution (8: a quarter of the compute of 2, as accurate)."
+        8, ge=1, description="Stride of the stem convolution (8: every stage sees a quarter of the samples of 2)."
     )
     early_stopping_patience: int = Field(
         0,
