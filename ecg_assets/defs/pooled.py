@@ -23,6 +23,7 @@ from ecg_assets.core.duplicates import DuplicateReport, find_duplicates, refs_of
 from ecg_assets.core.ensemble import fit_model, training_histories
 from ecg_assets.core.generalisation import (
     POOLED,
+    Cell,
     GeneralisationMatrix,
     HeldOutSplit,
     ModelSource,
@@ -42,7 +43,7 @@ from ecg_assets.core.pooled import (
 )
 from ecg_assets.core.scoring import load_scoring_model
 from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig
-from ecg_assets.defs.assets import GPU_OP_TAGS, GROUP, splits, test_metrics, trained_model
+from ecg_assets.defs.assets import GPU_OP_TAGS, GROUP, datasets_note, splits, test_metrics, trained_model
 from ecg_assets.defs.metadata import markdown_table, png_markdown, training_history
 from ecg_assets.defs.partitions import dataset_partitions
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
@@ -190,6 +191,7 @@ def pooled_model(
     contributions = plan.contributions()
     return dg.MaterializeResult(
         metadata={
+            "data": datasets_note(paths, plan.datasets),
             **summary,
             "datasets": markdown_table(contributions),
             "datasets_left_out": markdown_table(
@@ -276,6 +278,7 @@ def generalisation_matrix(
     scored = [cell for cell in matrix.cells if cell.status == "scored"]
     return dg.MaterializeResult(
         metadata={
+            "data": datasets_note(paths, _datasets_behind(scored, root)),
             "heatmap": png_markdown(png, "generalisation matrix"),
             "matrix": markdown_table(_summary_table(matrix), ROWS_SHOWN),
             "models": ", ".join(matrix.models),
@@ -288,6 +291,15 @@ def generalisation_matrix(
             "matrix_csv": dg.MetadataValue.path(str(output.matrix_csv)),
         }
     )
+
+
+def _datasets_behind(scored: list[Cell], root: Path) -> set[str]:
+    """The partitions whose recordings a scored cell rests on: its test set, its model's dataset, and for the
+    pooled model every dataset it was trained on."""
+    datasets = {cell.test_set for cell in scored} | {cell.model for cell in scored if cell.model != POOLED}
+    if any(cell.model == POOLED for cell in scored):
+        datasets |= set(read_json(PooledArtifacts(root).plan)["datasets"])
+    return datasets
 
 
 def _dataset_model(
