@@ -49,6 +49,7 @@ from ecg_assets.defs.partitions import dataset_partitions
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 from ecg_assets.defs.steps import forward_core_logs, tag_run_host
 from ecg_assets.defs.torchrun import train_with_torchrun
+from ecg_assets.defs.tracking import ExperimentTrackingResource
 
 ROWS_SHOWN = 50
 # The diagonal and test_metrics are the same computation on the same checkpoint: they agree to the last bit.
@@ -141,6 +142,7 @@ def pooled_model(
     paths: EcgPathsResource,
     gpu: TorchDeviceResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
+    tracking: ExperimentTrackingResource,
 ) -> dg.MaterializeResult:
     root = Path(paths.artifacts_dir)
     artifacts = PooledArtifacts(root)
@@ -214,6 +216,7 @@ def pooled_model(
             ),
             "training_log": dg.MetadataValue.path(str(artifacts.training_log)),
             "plan": dg.MetadataValue.path(str(artifacts.plan)),
+            **tracking.log_pooled_training(context, artifacts),  # after the history figure above is written
         }
     )
 
