@@ -61,6 +61,9 @@ def test_model_config_defaults_rebuild_checkpoints_of_older_code():
     rebuilt = build_model(old_config)
     rebuilt.load_state_dict(model.state_dict())  # strict: same keys and shapes
     assert not any(name.startswith("rhythm") for name in rebuilt.state_dict())
+    older_training = {key: value for key, value in BEFORE_ISSUE_11.items() if key not in training_module._LEGACY_VALUES}
+    scored_as = training_module.stored_training_config(older_training)  # what test_metrics/predict score it with
+    assert not scored_as.rhythm_features and scored_as.selection == "best_val" and scored_as.ema_decay == 0.0
 
 
 _OLD_MODEL_FIELDS = (

@@ -256,6 +256,12 @@ class TrainingResult:
         }
 
 
+def stored_training_config(stored: dict[str, Any]) -> TrainingConfig:
+    """The training config a checkpoint stored; options it predates take the value that reproduces what
+    the older code did (not today's defaults)."""
+    return TrainingConfig.model_validate({**_LEGACY_VALUES, **stored})
+
+
 def training_fingerprint(config: TrainingConfig, store: RecordStore, splits: dict[str, list[int]]) -> str:
     """Hash of what determines the result: semantic config, the store's content and the split.
 
@@ -357,10 +363,10 @@ def inference_batches(
 ) -> WindowBatches:
     """Batches for validation, testing and prediction, as the checkpoint's training config says
     (`leads`: score on those leads only)."""
-    config = config if isinstance(config, TrainingConfig) else TrainingConfig.model_validate(config)
+    config = config if isinstance(config, TrainingConfig) else stored_training_config(config)
     fs = store_rate(store)
     stride = round(config.inference_stride_s * fs)
-    features = store_rhythm_features(store) if config.rhythm_features else None
+    features = store_rhythm_features(store, leads) if config.rhythm_features else None
     return WindowBatches(
         store, indices, labels, batch_size, stride, window_length(config, store), leads=leads, features=features
     )
