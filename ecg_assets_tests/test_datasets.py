@@ -131,6 +131,16 @@ def test_dataset_yaml_can_force_the_layout(demo_root, tmp_path):
         detect_format(folder)
 
 
+def test_the_dataset_yaml_docstring_lists_every_format_name_in_detection_order():
+    """The `format:` values the config module documents are the registry's (a new format cannot go unlisted)."""
+    from ecg_assets.core.datasets import FORMATS
+    from ecg_assets.core.datasets import config
+
+    documented = re.search(r"^format: \S+ +# skip detection: (.+)$", config.__doc__, re.MULTILINE)
+    assert documented, "config.py's docstring no longer shows the format: line"
+    assert [name.strip() for name in documented.group(1).split(",")] == [fmt.name for fmt in FORMATS]
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

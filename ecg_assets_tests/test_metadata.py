@@ -254,3 +254,24 @@ def test_demo_metadata_says_synthetic_everywhere_and_test_metrics_plots_the_whol
     assert (tmp_path / partition / "figures" / "training_history.png").read_bytes() == expected
     embedded = rerun.asset_materializations_for_node("test_metrics")[0].metadata["training_history"]
     assert _embedded_png(embedded) == expected
+
+
+def test_an_asset_built_from_several_partitions_says_synthetic_when_any_of_them_is_the_demo(tmp_path):
+    """pooled_model and generalisation_matrix pool partitions: SYNTHETIC leads their `data` note when one is
+    the generated demo (or a copy of it, which keeps its marker file); their numbers are quoted too."""
+    from ecg_assets.core.demo import MARKER_FILE
+    from ecg_assets.defs.assets import datasets_note
+    from ecg_assets.defs.resources import EcgPathsResource
+
+    data = tmp_path / "data"
+    (data / "ward").mkdir(parents=True)
+    (data / "copied_demo").mkdir()
+    (data / "copied_demo" / MARKER_FILE).write_text("generated")
+    paths = EcgPathsResource(data_dir=str(data), artifacts_dir=str(tmp_path / "artifacts"))
+    assert datasets_note(paths, ["ward"]) == "recordings of ward"
+    mixed = datasets_note(paths, ["ward", "copied_demo"])
+    assert mixed == "SYNTHETIC demo data (generated, not patient recordings): copied_demo; recordings of ward"
+    demo = EcgPathsResource(artifacts_dir=str(tmp_path / "artifacts"))  # no data folder: the embedded demo
+    assert datasets_note(demo, ["demo_cinc2021", "demo_cinc2017"]) == (
+        "SYNTHETIC demo data (generated, not patient recordings): demo_cinc2017, demo_cinc2021"
+    )

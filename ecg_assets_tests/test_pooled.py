@@ -309,6 +309,8 @@ def test_pooled_model_and_matrix_on_the_demo_keep_a_planted_twin_out_of_training
     pooled_training = set(plan["records"][DEMO[1]]["train"] + plan["records"][DEMO[1]]["val"])
     assert not learnt_from & pooled_training
     metadata = result.asset_materializations_for_node("pooled_model")[0].metadata
+    synthetic = "SYNTHETIC demo data (generated, not patient recordings): demo_cinc2017, demo_cinc2021"
+    assert metadata["data"].value == synthetic  # every pooled dataset is the demo, and the numbers say so
     assert metadata["excluded_as_leakage"].value == len(learnt_from)
     assert metadata["duplicate_pairs_across_datasets"].value == PLANTED
     assert "lead I only" in metadata["test_f1_by_lead_set"].value
@@ -326,8 +328,9 @@ def test_pooled_model_and_matrix_on_the_demo_keep_a_planted_twin_out_of_training
         test_metrics = json.loads((artifacts_dir / dataset / "test_metrics.json").read_text())
         assert cells[dataset, dataset]["macro_f1"] == test_metrics["macro_f1"]
     assert (artifacts_dir / "generalisation" / "matrix.csv").is_file()
-    heatmap = result.asset_materializations_for_node("generalisation_matrix")[0].metadata["heatmap"].value
-    assert "data:image/png;base64,iVBORw0KGgo" in heatmap
+    matrix_metadata = result.asset_materializations_for_node("generalisation_matrix")[0].metadata
+    assert "data:image/png;base64,iVBORw0KGgo" in matrix_metadata["heatmap"].value
+    assert matrix_metadata["data"].value == synthetic
 
     # python -m ecg_assets.predict with the pooled checkpoint: a 12-lead folder and a single-lead folder.
     from ecg_assets.predict import main as predict_main

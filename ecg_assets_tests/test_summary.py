@@ -115,3 +115,76 @@ def test_ecg_assets_summary_prints_the_chosen_partition(tmp_path, monkeypatch, c
     out = capsys.readouterr().out
     assert out.startswith("demo_cinc2021\n  records     2 discovered, ? processed, ? failed, 0 excluded\n")
     assert "demo_cinc2017" not in out and f"pipeline log: {tmp_path / 'artifacts' / 'logs' / 'pipeline.log'}" in out
+
+
+def _write_across_datasets(root) -> None:
+    """What a pooled_and_matrix run leaves: the pooled model's log, plan and lead-set scores, and the matrix."""
+    from ecg_assets.core.artifacts import GeneralisationArtifacts, PooledArtifacts
+
+    pooled, matrix = PooledArtifacts(root), GeneralisationArtifacts(root)
+    pooled.root.mkdir(parents=True)
+    matrix.root.mkdir(parents=True)
+    epochs = [{"epoch": 1, "val_macro_f1": 0.4}, {"epoch": 2, "val_macro_f1": 0.55}]
+    log = {"config": {"epochs": 2}, "epochs": epochs, "best_val_macro_f1": 0.55, "best_epoch": 2, "parameters": 1234}
+    pooled.training_log.write_text(json.dumps(log))
+    pooled.plan.write_text(json.dumps({"datasets": ["demo_cinc2017", "demo_cinc2021"]}))
+    lead_sets = [
+        {"dataset": "demo_cinc2017", "lead_set": "as recorded", "records": 30, "macro_f1": 0.61},
+        {"dataset": "demo_cinc2021", "lead_set": "as recorded", "records": 20, "macro_f1": 0.52},
+        {"dataset": "demo_cinc2021", "lead_set": "lead I only", "records": 20, "macro_f1": 0.31},
+    ]
+    pooled.lead_sets.write_text(json.dumps(lead_sets))
+    cells = [{"status": "scored", "leaked_records": 0}] * 5 + [{"status": "gap", "leaked_records": 0}]
+    matrix.matrix_json.write_text(json.dumps({"cells": cells}))
+
+
+@pytest.mark.parametrize("across_succeeds", [True, False])
+def test_materialize_prints_the_summary_and_the_next_command_after_every_run_the_across_one_included(
+    tmp_path, monkeypatch, capsys, across_succeeds
+):
+    """Without -p the pooled_and_matrix run comes last; the summary (which then covers the pooled model and the
+    matrix, and says how that run went) and the next command come after it."""
+    artifacts = tmp_path / "artifacts"
+
+    def run(command, env, verbose=False):
+        job = command[command.index("--job") + 1]
+        print(f"RUN {job}")
+        if job == "pooled_and_matrix" and across_succeeds:
+            _write_across_datasets(artifacts)
+        return 0 if across_succeeds or job != "pooled_and_matrix" else 1
+
+    monkeypatch.setattr(main, "run_dagster", run)
+    monkeypatch.setenv("ECG_ARTIFACTS_DIR", str(artifacts))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ECG_DATA_DIR", raising=False)  # the demo's two partitions
+    assert main.main(["materialize"]) == (0 if across_succeeds else 1)
+    lines = capsys.readouterr().out.rstrip().splitlines()
+
+    runs = [number for number, line in enumerate(lines) if line.startswith("RUN ")]
+    assert [lines[number] for number in runs] == ["RUN ecg_pipeline", "RUN ecg_pipeline", "RUN pooled_and_matrix"]
+    after = lines[runs[-1] + 1 :]
+    assert after[-1].startswith("next: ecg-assets ui")
+    assert "demo_cinc2017" in after and "demo_cinc2021" in after  # the partitions' summaries come after it
+    assert "across datasets" in after
+    text = "\n".join(after)
+    if across_succeeds:
+        assert "==> pooled_and_matrix run succeeded" in after
+        assert "  pooled      trained on demo_cinc2017, demo_cinc2021" in after
+        assert "              1,234 parameters, 2/2 epochs, best validation macro F1 0.5500 (epoch 2)" in after
+        scores = "demo_cinc2017 0.6100 (30 records), demo_cinc2021 0.5200 (20 records)"
+        assert f"              test macro F1 {scores}" in after
+        assert "  matrix      5 of 6 cells scored, 1 gaps, 0 with leaked test records" in after
+    else:
+        assert "==> pooled_and_matrix run FAILED" in text
+        assert "  pooled      not trained" in after and "  matrix      not built" in after
+
+
+def test_materialize_of_chosen_partitions_has_no_across_dataset_summary(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(main, "run_dagster", lambda command, env, verbose=False: 0)
+    monkeypatch.setenv("ECG_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ECG_DATA_DIR", raising=False)
+    assert main.main(["materialize", "-p", "demo_cinc2017"]) == 0
+    out = capsys.readouterr().out
+    assert "pooled_and_matrix" not in out and "across datasets" not in out
+    assert out.rstrip().splitlines()[-1].startswith("next: ecg-assets ui")

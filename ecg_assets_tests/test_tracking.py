@@ -21,10 +21,10 @@ from ecg_assets.core.atomic_io import read_json
 from ecg_assets.core.checkpoints import file_sha256
 from ecg_assets.core.training import TrainingConfig
 from ecg_assets.defs import assets as asset_defs
-from ecg_assets.defs.assets import ecg_assets, trained_model
+from ecg_assets.defs.assets import ecg_assets, label_mapping, processed_records, splits, trained_model
 from ecg_assets.defs.tracking import ExperimentTrackingResource
 
-from .conftest import PROJECT_ROOT, cpu_resources, materialize_partition, tiny_run_config
+from .conftest import PROJECT_ROOT, cpu_resources, materialize_partition, register_partitions, tiny_run_config
 
 PARTITION = "demo_cinc2021"
 TINY_TRAINING = tiny_run_config(epochs=2)  # two epochs: a metric history, not a single point
@@ -84,9 +84,11 @@ def _healthy(url: str) -> bool:
         return False
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real MLflow tracking server on 127.0.0.1: SQLite backend, proxied artifact store under tmp_path."""
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real MLflow tracking server on 127.0.0.1: SQLite backend, proxied artifact store in a temporary folder.
+    One per module: each test logs to an experiment of its own."""
+    tmp_path = tmp_path_factory.mktemp("mlflow_server")
     port = _free_port()
     log = (tmp_path / "mlflow_server.log").open("w")
     command = [
@@ -205,3 +207,70 @@ def test_a_tracked_run_on_a_real_mlflow_server_holds_params_epochs_test_metrics_
     assert Path(stored).is_relative_to((artifacts / "mlruns" / "artifacts").resolve())
     assert file_sha256(Path(stored) / "checkpoint" / "best.pth") == file_sha256(checkpoint)
     assert not (PROJECT_ROOT / "mlruns").exists() and not (PROJECT_ROOT / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_the_pooled_model_is_tracked_like_trained_model_with_its_datasets_and_test_scores(tmp_path, mlflow_server):
+    """One dataset's splits, then pooled_model on it: the run holds the training config and the pooling
+    settings, every epoch, the test macro F1 per dataset and lead set, the checkpoint, the plan and tags."""
+    import dagster as dg
+    from mlflow.tracking import MlflowClient
+
+    from ecg_assets.defs.pooled import pooled_model
+
+    artifacts = tmp_path / "artifacts"
+    tracking = ExperimentTrackingResource(enabled=True, tracking_uri=mlflow_server, experiment_name="ecg_pooled")
+    resources = {**cpu_resources(artifacts), "tracking": tracking}
+    instance = register_partitions(dg.DagsterInstance.ephemeral(), PARTITION)
+    chain = [label_mapping, processed_records, splits]
+    assert dg.materialize(chain, partition_key=PARTITION, resources=resources, instance=instance).success
+    config = {"ops": {"pooled_model": TINY_TRAINING["ops"]["trained_model"]}}
+    result = dg.materialize(
+        [pooled_model, *chain], selection=[pooled_model.key], resources=resources, instance=instance, run_config=config
+    )
+    assert result.success
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    (run,) = client.search_runs([client.get_experiment_by_name("ecg_pooled").experiment_id])
+    run_id, root = run.info.run_id, artifacts / "pooled"
+    log, lead_sets = read_json(root / "training_log.json"), read_json(root / "lead_set_metrics.json")
+    assert run.info.run_name == "pooled_model" and run.info.status == "FINISHED"
+
+    params = run.data.params
+    assert set(TrainingConfig.model_fields) <= set(params)
+    assert (params["epochs"], params["base_channels"], params["device"]) == ("2", "8", "cpu")
+    assert (params["pooled.datasets"], params["pooled.mixing"], params["pooled.class_masking"]) == (
+        PARTITION,
+        "proportional",
+        "True",
+    )
+    history = sorted(client.get_metric_history(run_id, "val_macro_f1"), key=lambda metric: metric.step)
+    assert [(metric.step, metric.value) for metric in history] == [
+        (epoch["epoch"], pytest.approx(epoch["val_macro_f1"])) for epoch in log["epochs"]
+    ]
+    assert run.data.metrics["best_val_macro_f1"] == pytest.approx(log["best_val_macro_f1"])
+    (as_recorded,) = [row for row in lead_sets if row["dataset"] == PARTITION and row["lead_set"] == "as recorded"]
+    assert run.data.metrics[f"test_macro_f1.{PARTITION}.as_recorded"] == pytest.approx(as_recorded["macro_f1"])
+    assert run.data.metrics[f"test_records.{PARTITION}.as_recorded"] == as_recorded["records"]
+    assert len([key for key in run.data.metrics if key.startswith("test_macro_f1.")]) == len(lead_sets)
+
+    tags, checkpoint = run.data.tags, root / "models" / "best.pth"
+    metadata = result.asset_materializations_for_node("pooled_model")[0].metadata
+    assert tags["dagster_run_id"] == result.run_id and tags["dagster_asset"] == "pooled_model"
+    assert tags["dagster_partition"] == ""
+    assert tags["dagster_code_version"] == pooled_model.code_versions_by_key[pooled_model.key]
+    assert tags["checkpoint_sha256"] == file_sha256(checkpoint) == metadata["checkpoint_sha256"].value
+    assert metadata["mlflow_run_id"].value == run_id
+    assert metadata["data"].value.startswith("SYNTHETIC demo data")  # the pooled partition is the demo
+
+    downloaded = Path(tempfile.mkdtemp(dir=tmp_path))
+    assert file_sha256(Path(client.download_artifacts(run_id, "checkpoint/best.pth", str(downloaded)))) == (
+        file_sha256(checkpoint)
+    )
+    assert {item.path for item in client.list_artifacts(run_id, "training")} == {
+        "training/training_log.json",
+        "training/training_history.png",
+        "training/plan.json",
+        "training/lead_set_metrics.json",
+        "training/excluded_records.csv",
+    }

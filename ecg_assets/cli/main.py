@@ -1,7 +1,8 @@
 """`ecg-assets`: the everyday commands, with a persistent Dagster instance set up for you.
 
     ecg-assets materialize            the whole chain for every dataset present (one ecg_pipeline run each),
-                                      then the pooled model and the generalisation matrix (one run)
+                                      then the pooled model and the generalisation matrix (one run), then
+                                      the summary of every partition and of the pooled model and matrix
     ecg-assets materialize -p KEY     one partition (repeatable); --select limits the assets, --config-json
                                       gives run config, --job retrain_and_evaluate runs that job instead
     ecg-assets ui                     dagster dev -w workspace.yaml on http://127.0.0.1:3000
@@ -59,11 +60,11 @@ def materialize(
     verbose: bool = False,
     config_json: str | None = None,
     job_name: str = PIPELINE_JOB,
-) -> int:
-    """One run of `job_name` per partition (`python -m ecg_assets.cli.runs`); returns the number that failed.
+) -> list[str]:
+    """One run of `job_name` per partition (`python -m ecg_assets.cli.runs`); returns the partitions that failed.
 
-    Shows the run's own log lines and progress bars (every Dagster event with `verbose`), then the summary
-    of what the partitions now hold and the next command to try.
+    Shows the run's own log lines and progress bars (every Dagster event with `verbose`); `print_report`
+    prints the summary once every run is over.
     """
     failed = []
     for partition in partitions:
@@ -72,18 +73,11 @@ def materialize(
         command += ["--job", job_name] + (["--config-json", config_json] if config_json else [])
         if run_dagster(command, env, verbose) != 0:
             failed.append(partition)
-    print(
-        f"==> {len(partitions) - len(failed)}/{len(partitions)} partition(s) succeeded"
-        + (f"; failed: {', '.join(failed)}" if failed else "")
-    )
-    print(f"    DAGSTER_HOME={env['DAGSTER_HOME']}  artifacts: {env[ARTIFACTS_DIR_ENV]}")
-    print("\n" + summary.summarize(Settings.from_env(env), partitions))
-    print("\nnext: ecg-assets ui   (the runs, lineage, metadata and figures at http://127.0.0.1:3000)")
-    return len(failed)
+    return failed
 
 
-def across_datasets(env: dict[str, str], verbose: bool = False, config_json: str | None = None) -> int:
-    """One run of the `pooled_and_matrix` job (after every partition's chain); returns 1 when it failed.
+def across_datasets(env: dict[str, str], verbose: bool = False, config_json: str | None = None) -> bool:
+    """One run of the `pooled_and_matrix` job (after every partition's chain); returns whether it succeeded.
 
     The pooled model trains with the partitions' `trained_model` config, when `config_json` gives one.
     """
@@ -94,7 +88,26 @@ def across_datasets(env: dict[str, str], verbose: bool = False, config_json: str
     training = (json.loads(config_json or "{}").get("ops") or {}).get("trained_model")
     if training:
         command += ["--config-json", json.dumps({"ops": {"pooled_model": training}})]
-    return int(run_dagster(command, env, verbose) != 0)
+    return run_dagster(command, env, verbose) == 0
+
+
+def print_report(partitions: list[str], failed: list[str], env: dict[str, str], across_succeeded: bool | None) -> None:
+    """The last thing `ecg-assets materialize` prints, after every run: how the runs went, what the partitions
+    (and, when the `pooled_and_matrix` run happened, the pooled model and the matrix) now hold, and the
+    next command to try. `across_succeeded` is None when that run did not happen."""
+    print(
+        f"==> {len(partitions) - len(failed)}/{len(partitions)} partition(s) succeeded"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    if across_succeeded is not None:
+        outcome = "succeeded" if across_succeeded else "FAILED (its output is above; files below may be older)"
+        print(f"==> {ACROSS_DATASETS_JOB} run {outcome}")
+    print(f"    DAGSTER_HOME={env['DAGSTER_HOME']}  artifacts: {env[ARTIFACTS_DIR_ENV]}")
+    settings = Settings.from_env(env)
+    print("\n" + summary.summarize(settings, partitions))
+    if across_succeeded is not None:
+        print("\n" + summary.summarize_across_datasets(settings.artifacts_dir))
+    print("\nnext: ecg-assets ui   (the runs, lineage, metadata and figures at http://127.0.0.1:3000)")
 
 
 def list_partitions(settings: Settings) -> int:
@@ -172,9 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     failed = materialize(partitions, args.select, env, args.verbose, args.config_json, args.job)
+    across_succeeded = None
     if not args.partition and args.job == PIPELINE_JOB and args.select == "*":
-        failed += across_datasets(env, args.verbose, args.config_json)
-    return 1 if failed else 0
+        across_succeeded = across_datasets(env, args.verbose, args.config_json)
+    print_report(partitions, failed, env, across_succeeded)
+    return 1 if failed or across_succeeded is False else 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ Per partition: records discovered / processed / failed / excluded, split sizes, 
 (parameters, epochs, best validation macro F1), the test macro F1 with its interval, and where
 every artifact lives. Pure reading (no Dagster, nothing written): the notebook uses it too.
 A partition with nothing materialized says so and names the command that fills it.
+`summarize_across_datasets` does the same for the pooled model and the generalisation matrix
+(what `ecg-assets materialize` prints after its `pooled_and_matrix` run).
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from ecg_assets.core.artifacts import PartitionArtifacts, is_valid_dataset_name, pipeline_log
+from ecg_assets.core.artifacts import (
+    GeneralisationArtifacts,
+    PartitionArtifacts,
+    PooledArtifacts,
+    is_valid_dataset_name,
+    pipeline_log,
+)
 from ecg_assets.core.atomic_io import read_json
 from ecg_assets.core.checkpoints import CheckpointError, load_checkpoint
+from ecg_assets.core.generalisation import AS_RECORDED
 from ecg_assets.core.settings import Settings
 from ecg_assets.core.preprocessing import FAILURES_FILE
 from ecg_assets.core.splits import SPLIT_NAMES
@@ -132,6 +141,53 @@ def summarize(settings: Settings, datasets: Sequence[str] | None = None) -> str:
     return format_summary(summaries, settings.artifacts_dir)
 
 
+def summarize_across_datasets(artifacts_root: Path) -> str:
+    """What the across-dataset assets hold on disk: the pooled model (datasets, training, test macro F1 per
+    dataset as recorded) and the generalisation matrix (cells scored, gaps, leaks), with their paths."""
+    pooled, matrix = PooledArtifacts(Path(artifacts_root)), GeneralisationArtifacts(Path(artifacts_root))
+    lines = ["across datasets"]
+    readers = (("pooled model", _pooled_lines, pooled), ("matrix", _matrix_lines, matrix))
+    for name, reader, artifacts in readers:
+        try:
+            lines.extend(reader(artifacts))
+        except (OSError, ValueError, KeyError, TypeError, CheckpointError) as error:
+            lines.append(f"  note        {name} unreadable: {error}")
+    paths = [
+        ("pooled model", pooled.models / BEST_CHECKPOINT),
+        ("pooled plan", pooled.plan),
+        ("matrix", matrix.matrix_csv),
+        ("heatmap", matrix.heatmap),
+    ]
+    lines.append("  artifacts")
+    lines.extend(f"    {name:<15} {path}{'' if path.exists() else '  (missing)'}" for name, path in paths)
+    return "\n".join(lines)
+
+
+def _pooled_lines(artifacts: PooledArtifacts) -> list[str]:
+    if not artifacts.training_log.is_file():
+        return ["  pooled      not trained"]
+    datasets = read_json(artifacts.plan)["datasets"] if artifacts.plan.is_file() else []
+    lines = [f"  pooled      trained on {', '.join(datasets) or 'unknown datasets'}"]
+    lines += _model_lines(_model_summary(artifacts.training_log, artifacts.models / BEST_CHECKPOINT), label="")
+    if artifacts.lead_sets.is_file():
+        rows = [row for row in read_json(artifacts.lead_sets) if row.get("lead_set") == AS_RECORDED]
+        scores = ", ".join(f"{row['dataset']} {_score(row.get('macro_f1'))} ({row['records']} records)" for row in rows)
+        lines.append(f"              test macro F1 {scores or 'not measured'}")
+    return lines
+
+
+def _matrix_lines(artifacts: GeneralisationArtifacts) -> list[str]:
+    if not artifacts.matrix_json.is_file():
+        return ["  matrix      not built"]
+    cells = read_json(artifacts.matrix_json)["cells"]
+    scored = [cell for cell in cells if cell.get("status") == "scored"]
+    leaked = sum(1 for cell in scored if cell.get("leaked_records"))
+    return [
+        f"  matrix      {len(scored)} of {len(cells)} cells scored, {len(cells) - len(scored)} gaps, "
+        f"{leaked} with leaked test records"
+    ]
+
+
 def _read_label_mapping(artifacts: PartitionArtifacts, summary: PartitionSummary) -> None:
     if artifacts.label_mapping.is_file():
         table = pd.read_csv(artifacts.label_mapping, dtype=str, keep_default_na=False)
@@ -155,12 +211,16 @@ def _read_splits(artifacts: PartitionArtifacts, summary: PartitionSummary) -> No
 
 
 def _read_model(artifacts: PartitionArtifacts, summary: PartitionSummary) -> None:
-    if not artifacts.training_log.is_file():
-        return
-    log = read_json(artifacts.training_log)
+    if artifacts.training_log.is_file():
+        summary.model = _model_summary(artifacts.training_log, artifacts.models / BEST_CHECKPOINT)
+
+
+def _model_summary(training_log: Path, checkpoint: Path) -> dict[str, Any]:
+    """Parameters, epochs and validation F1 of a training run, from its `training_log.json`."""
+    log = read_json(training_log)
     members = log.get("members") or []  # a cross-validated ensemble: one entry per member
     model = {
-        "parameters": log.get("parameters") or _checkpoint_parameters(artifacts.models / BEST_CHECKPOINT),
+        "parameters": log.get("parameters") or _checkpoint_parameters(checkpoint),
         "epochs_run": len(log["epochs"]),
         "epochs": log["config"]["epochs"],
         "members": len(members),
@@ -172,18 +232,18 @@ def _read_model(artifacts: PartitionArtifacts, summary: PartitionSummary) -> Non
         model["cv_interval"] = metric_interval(estimate, "macro_f1")
     else:
         model["best_val_macro_f1"], model["best_epoch"] = log["best_val_macro_f1"], log["best_epoch"]
-    summary.model = model
+    return model
 
 
-def _model_lines(model: dict[str, Any]) -> list[str]:
+def _model_lines(model: dict[str, Any], label: str = "model") -> list[str]:
     parameters = f"{model['parameters']:,} parameters" if model.get("parameters") else "parameters unknown"
     if not model["members"]:
         return [
-            f"  model       {parameters}, {model['epochs_run']}/{model['epochs']} epochs, "
+            f"  {label:<12}{parameters}, {model['epochs_run']}/{model['epochs']} epochs, "
             f"best validation macro F1 {_score(model['best_val_macro_f1'])} (epoch {model['best_epoch']})"
         ]
     lines = [
-        f"  model       ensemble of {model['members']} members, {parameters} each, up to {model['epochs']} epochs, "
+        f"  {label:<12}ensemble of {model['members']} members, {parameters} each, up to {model['epochs']} epochs, "
         f"mean best validation macro F1 {_score(model['best_val_macro_f1'])}"
     ]
     if model.get("cv_macro_f1") is not None:

@@ -2,7 +2,7 @@
 describes the result in metadata; all logic lives in `ecg_assets.core`."""
 
 import logging
-from typing import Optional
+from typing import Iterable, Optional
 
 import dagster as dg
 import numpy as np
@@ -55,13 +55,29 @@ GPU_OP_TAGS = {
 }
 
 
+def is_synthetic(paths: EcgPathsResource, dataset: str) -> bool:
+    """Whether the partition reads the generated demo (or a copy of it, which keeps its marker file)."""
+    settings = paths.settings()
+    return settings.is_demo_dataset(dataset) or (settings.dataset_dir(dataset) / MARKER_FILE).is_file()
+
+
 def _dataset_note(paths: EcgPathsResource, dataset: str) -> str:
     """Where the partition's recordings come from; SYNTHETIC for the generated demo, so every number says so."""
-    settings = paths.settings()
-    folder = settings.dataset_dir(dataset)
-    if settings.is_demo_dataset(dataset) or (folder / MARKER_FILE).is_file():
+    folder = paths.settings().dataset_dir(dataset)
+    if is_synthetic(paths, dataset):
         return f"SYNTHETIC demo data (generated, not patient recordings) at {folder}"
     return str(folder)
+
+
+def datasets_note(paths: EcgPathsResource, datasets: Iterable[str]) -> str:
+    """For an asset built from several partitions: SYNTHETIC first when any of them is the generated demo."""
+    datasets = sorted(set(datasets))
+    synthetic = [dataset for dataset in datasets if is_synthetic(paths, dataset)]
+    real = [dataset for dataset in datasets if dataset not in synthetic]
+    if not synthetic:
+        return f"recordings of {', '.join(real)}" if real else "no dataset"
+    note = f"SYNTHETIC demo data (generated, not patient recordings): {', '.join(synthetic)}"
+    return note + (f"; recordings of {', '.join(real)}" if real else "")
 
 
 class ProcessedRecordsConfig(dg.Config, RecordProcessingConfig):

@@ -23,6 +23,7 @@ from ecg_assets.core.duplicates import DuplicateReport, find_duplicates, refs_of
 from ecg_assets.core.ensemble import fit_model, training_histories
 from ecg_assets.core.generalisation import (
     POOLED,
+    Cell,
     GeneralisationMatrix,
     HeldOutSplit,
     ModelSource,
@@ -42,12 +43,13 @@ from ecg_assets.core.pooled import (
 )
 from ecg_assets.core.scoring import load_scoring_model
 from ecg_assets.core.training import BEST_CHECKPOINT, TrainingConfig
-from ecg_assets.defs.assets import GPU_OP_TAGS, GROUP, splits, test_metrics, trained_model
+from ecg_assets.defs.assets import GPU_OP_TAGS, GROUP, datasets_note, splits, test_metrics, trained_model
 from ecg_assets.defs.metadata import markdown_table, png_markdown, training_history
 from ecg_assets.defs.partitions import dataset_partitions
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 from ecg_assets.defs.steps import forward_core_logs, tag_run_host
 from ecg_assets.defs.torchrun import train_with_torchrun
+from ecg_assets.defs.tracking import ExperimentTrackingResource
 
 ROWS_SHOWN = 50
 # The diagonal and test_metrics are the same computation on the same checkpoint: they agree to the last bit.
@@ -140,6 +142,7 @@ def pooled_model(
     paths: EcgPathsResource,
     gpu: TorchDeviceResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
+    tracking: ExperimentTrackingResource,
 ) -> dg.MaterializeResult:
     root = Path(paths.artifacts_dir)
     artifacts = PooledArtifacts(root)
@@ -190,6 +193,7 @@ def pooled_model(
     contributions = plan.contributions()
     return dg.MaterializeResult(
         metadata={
+            "data": datasets_note(paths, plan.datasets),
             **summary,
             "datasets": markdown_table(contributions),
             "datasets_left_out": markdown_table(
@@ -212,6 +216,7 @@ def pooled_model(
             ),
             "training_log": dg.MetadataValue.path(str(artifacts.training_log)),
             "plan": dg.MetadataValue.path(str(artifacts.plan)),
+            **tracking.log_pooled_training(context, artifacts),  # after the history figure above is written
         }
     )
 
@@ -276,6 +281,7 @@ def generalisation_matrix(
     scored = [cell for cell in matrix.cells if cell.status == "scored"]
     return dg.MaterializeResult(
         metadata={
+            "data": datasets_note(paths, _datasets_behind(scored, root)),
             "heatmap": png_markdown(png, "generalisation matrix"),
             "matrix": markdown_table(_summary_table(matrix), ROWS_SHOWN),
             "models": ", ".join(matrix.models),
@@ -288,6 +294,15 @@ def generalisation_matrix(
             "matrix_csv": dg.MetadataValue.path(str(output.matrix_csv)),
         }
     )
+
+
+def _datasets_behind(scored: list[Cell], root: Path) -> set[str]:
+    """The partitions whose recordings a scored cell rests on: its test set, its model's dataset, and for the
+    pooled model every dataset it was trained on."""
+    datasets = {cell.test_set for cell in scored} | {cell.model for cell in scored if cell.model != POOLED}
+    if any(cell.model == POOLED for cell in scored):
+        datasets |= set(read_json(PooledArtifacts(root).plan)["datasets"])
+    return datasets
 
 
 def _dataset_model(

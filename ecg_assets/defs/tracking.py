@@ -1,17 +1,28 @@
 """Optional experiment tracking: training and evaluation runs logged to MLflow.
 
 Off by default, and then nothing imports mlflow. On (`pip install -e '.[tracking]'`, then
-`ECG_TRACKING=mlflow` or the resource's `enabled: true`), each `trained_model` materialization
-(and any other training asset that calls `log_training_run`, such as a pooled model) becomes one
-MLflow run: the full training config as params, every epoch's metrics at its step, the best
-checkpoint and the figures as artifacts, and tags linking the Dagster run id, asset, partition,
-code version and checkpoint SHA-256. `test_metrics` logs its metrics and figures into the run of
-the checkpoint it scored (found by that SHA-256), so a training run and its test score sit
-side by side; without one (tracking turned on after training) it opens a run of its own.
+`ECG_TRACKING=mlflow` or the resource's `enabled: true`), each `trained_model` and `pooled_model`
+materialization becomes one MLflow run: the full training config as params, every epoch's metrics
+at its step, the best checkpoint and the figures as artifacts, and tags linking the Dagster run id,
+asset, partition, code version and checkpoint SHA-256. `test_metrics` logs its metrics and figures
+into the run of the checkpoint it scored (found by that SHA-256), so a training run and its test
+score sit side by side; without one (tracking turned on after training) it opens a run of its own.
+`pooled_model` scores its own test sets, so its run also holds the pooled datasets and mixing
+settings (`pooled.*` params), its test macro F1 per dataset and lead set, and its plan.
 
 The tracking URI is `tracking_uri`, else `ECG_MLFLOW_TRACKING_URI` / `MLFLOW_TRACKING_URI`, else a
 local SQLite store with its artifacts under `<artifacts>/mlruns/` (`mlflow ui --backend-store-uri
 sqlite:///<artifacts>/mlruns/mlflow.db` shows it). A team points it at a tracking server.
+
+Why not `dagster-mlflow` (0.29.27, the release pinned to dagster 1.13.27): its beta, function-style
+`mlflow_tracking` resource opens ONE MLflow run per Dagster run (named after the job, found again by a
+`dagster_run_id` tag) through mlflow's process-global fluent API, and needs the
+`end_mlflow_on_run_finished` hook on every job to end it. Here a run is one training, keyed by its
+checkpoint: tagged with asset, partition and code version, reused when a later Dagster run ends with
+the same checkpoint, and joined by the `test_metrics` of a later Dagster run that scores it; one run
+per Dagster run cannot do that (and would mix five assets in an `ecg_pipeline` run). Its module also
+imports mlflow on import, while tracking off must import nothing. So this resource calls
+`MlflowClient` directly.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ import importlib.util
 import logging
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -27,7 +39,7 @@ from typing import Any, Mapping, Optional, Sequence
 import dagster as dg
 from pydantic import Field
 
-from ecg_assets.core.artifacts import PartitionArtifacts
+from ecg_assets.core.artifacts import PartitionArtifacts, PooledArtifacts
 from ecg_assets.core.atomic_io import read_json
 from ecg_assets.core.checkpoints import file_sha256
 from ecg_assets.core.training import BEST_CHECKPOINT
@@ -85,6 +97,27 @@ class ExperimentTrackingResource(dg.ConfigurableResource):
             files=[artifacts.training_log, artifacts.figures / "training_history.png"],
         )
 
+    def log_pooled_training(self, context: dg.AssetExecutionContext, artifacts: PooledArtifacts) -> dict[str, Any]:
+        """Log the pooled model's training run like a partition's, plus what only it has: the pooled datasets
+        and mixing settings as `pooled.*` params, its test macro F1 per dataset and lead set (with interval and
+        record count) as `test_*` metrics, and its plan and lead-set scores as artifacts."""
+        if not self.enabled:
+            return {}
+        plan = read_json(artifacts.plan)
+        params = {"pooled.datasets": ",".join(plan["datasets"])}
+        params.update({f"pooled.{key}": value for key, value in (plan.get("settings") or {}).items()})
+        scores = read_json(artifacts.lead_sets) if artifacts.lead_sets.is_file() else []
+        files = [artifacts.training_log, artifacts.figures / "training_history.png", artifacts.plan]
+        return self.log_training_run(
+            context,
+            artifacts.artifacts_root,
+            training_log=artifacts.training_log,
+            checkpoint=artifacts.models / BEST_CHECKPOINT,
+            files=[*files, artifacts.lead_sets, artifacts.excluded],
+            params=params,
+            metrics=_lead_set_metrics(scores),
+        )
+
     def log_evaluation(self, context: dg.AssetExecutionContext, artifacts: PartitionArtifacts) -> dict[str, Any]:
         """Log a partition's test metrics and figures into the run of the checkpoint they scored."""
         if not self.enabled:
@@ -102,8 +135,11 @@ class ExperimentTrackingResource(dg.ConfigurableResource):
         training_log: Path,
         checkpoint: Path,
         files: Sequence[Path] = (),
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """One MLflow run for a training asset: config params, per-epoch metrics, the checkpoint and `files`.
+        """One MLflow run for a training asset: config params (and `params`), per-epoch metrics, the final
+        metrics (best epoch, `metrics`), the checkpoint and `files`.
 
         A finished run for the same checkpoint (same SHA-256) is reused, not logged twice.
         """
@@ -118,13 +154,14 @@ class ExperimentTrackingResource(dg.ConfigurableResource):
         log = read_json(training_log)
         run = client.create_run(experiment_id, run_name=_run_name(context), tags=_tags(context, sha))
         run_id = run.info.run_id
-        params = {**_flatten(log.get("config", {})), "device": log.get("device"), "amp_dtype": log.get("amp_dtype")}
-        _log_params(client, run_id, params)
+        config = {**_flatten(log.get("config", {})), "device": log.get("device"), "amp_dtype": log.get("amp_dtype")}
+        _log_params(client, run_id, {**config, **(params or {})})
         _log_metrics(client, run_id, _epoch_metrics(log.get("epochs", [])))
         summary = {"best_val_macro_f1": log.get("best_val_macro_f1"), "best_epoch": log.get("best_epoch")}
         estimate = log.get("cross_validation") or {}  # an ensemble's out-of-fold estimate
         summary.update({f"cv_{key}": value for key, value in estimate.items() if key in ("macro_f1", "n_samples")})
         summary.update({f"cv_{key}": value for key, value in _interval_metrics(estimate).items()})
+        summary.update(metrics or {})
         _log_metrics(client, run_id, [(key, value, 0) for key, value in summary.items()])
         client.log_artifact(run_id, str(checkpoint), "checkpoint")
         for path in files:
@@ -235,6 +272,19 @@ def _test_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     for label, scores in (metrics.get("per_class") or {}).items():
         values[f"f1_{label}"] = scores.get("f1") if isinstance(scores, Mapping) else None
     return {**values, **_interval_metrics(metrics)}
+
+
+def _lead_set_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """`test_macro_f1.<dataset>.<lead set>` (with `_ci_low`, `_ci_high` and `test_records.`) per lead-set score
+    row of the pooled model; lead sets as slugs (`as_recorded`, `lead_i_only`)."""
+    values = {}
+    for row in rows:
+        name = f"{row['dataset']}.{re.sub(r'[^0-9a-z]+', '_', str(row['lead_set']).lower()).strip('_')}"
+        values[f"test_macro_f1.{name}"] = row.get("macro_f1")
+        values[f"test_macro_f1_ci_low.{name}"] = row.get("ci_low")
+        values[f"test_macro_f1_ci_high.{name}"] = row.get("ci_high")
+        values[f"test_records.{name}"] = row.get("records")
+    return values
 
 
 def _interval_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:

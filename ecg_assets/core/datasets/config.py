@@ -1,12 +1,14 @@
 """The optional `dataset.yaml` of a dataset folder: what the files themselves do not say.
 
 ```yaml
-format: mat              # skip detection: ptbxl, ptb_diagnostic, cinc2017, cinc2021, mat, wfdb
+format: mat              # skip detection: ptbxl, ptb_diagnostic, cpsc2018, cinc2017, cinc2021, mat, wfdb
 sampling_rate: 500       # Hz, for MAT files and headers without a (valid) rate
 lead_names: [I, II, V1]  # for MAT files and headers without lead names
 mat_variable: val        # the MAT variable holding the [leads, samples] matrix, or a struct field (ECG.data)
 gain: 1000               # ADC units per mV of MAT files
 ```
+
+The `format` names are those of `ecg_assets.core.datasets.FORMATS`, in its order (a test compares them).
 """
 
 from __future__ import annotations
