@@ -17,7 +17,7 @@ from ecg_assets.defs.jobs import ecg_jobs
 from ecg_assets.defs.partitions import registered_datasets
 from ecg_assets.defs.resources import EcgPathsResource
 
-from .conftest import cpu_resources, register_partitions
+from .conftest import cpu_resources, register_partitions, tiny_training
 
 DEMO = ["demo_cinc2017", "demo_cinc2021"]
 
@@ -25,7 +25,7 @@ TICK = datetime.datetime(2026, 11, 29, 3, 0, tzinfo=datetime.timezone.utc)
 SMOKE_RUN = {
     "ops": {
         "processed_records": {"config": {"smoke_test": True}},
-        "trained_model": {"config": {"epochs": 1, "batch_size": 16, "base_channels": 8}},
+        "trained_model": {"config": tiny_training()},
     }
 }
 

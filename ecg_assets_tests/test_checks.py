@@ -16,9 +16,9 @@ from ecg_assets.defs import checks
 from ecg_assets.defs.assets import ecg_assets
 from ecg_assets.defs.resources import EcgPathsResource
 
-from .conftest import cpu_resources, materialize_partition
+from .conftest import cpu_resources, materialize_partition, tiny_training
 
-TINY_TRAINING = {"epochs": 1, "batch_size": 16, "base_channels": 8}
+TINY_TRAINING = tiny_training()
 SMOKE = {"processed_records": {"config": {"smoke_test": True}}}
 BLOCKING = {
     "processed_records:processed_records_are_finite",

@@ -2,50 +2,29 @@
 
 import csv
 import json
-import os
 import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
 
-from .conftest import PROJECT_ROOT
+from .conftest import CLI_CHAIN_PARTITION, DAGSTER, ECG_ASSETS, PROJECT_ROOT, cli_env, run_cli
 
-DAGSTER = str(Path(sys.executable).with_name("dagster"))
-ECG_ASSETS = str(Path(sys.executable).with_name("ecg-assets"))
 LOCATION = "ecg_assets"
-FAST_RUN_CONFIG = {"ops": {"trained_model": {"config": {"epochs": 1, "batch_size": 16, "base_channels": 8}}}}
-
-
-def _run(args, env, timeout=600):
-    result = subprocess.run(args, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
-def _env(tmp_path, **extra):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
-    env = {k: v for k, v in os.environ.items() if k not in ("ECG_DATA_DIR", "ECG_ARTIFACTS_DIR", "DAGSTER_HOME")}
-    return {**env, "DAGSTER_HOME": str(home), "ECG_ARTIFACTS_DIR": str(tmp_path / "artifacts"), **extra}
+_env, _run = cli_env, run_cli
 
 
 @pytest.mark.slow
-def test_cli_materializes_a_demo_partition_into_a_persistent_instance(tmp_path):
-    env = _env(tmp_path)
-    command = [DAGSTER, "asset", "materialize", "--select", "*test_metrics", "--partition", "demo_cinc2017"]
-    _run([*command, "-m", "ecg_assets.definitions", "--config-json", json.dumps(FAST_RUN_CONFIG)], env)
-
-    assert (tmp_path / "artifacts" / "demo_cinc2017" / "test_metrics.json").is_file()
-    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+def test_cli_materializes_a_demo_partition_into_a_persistent_instance(cli_chain):
+    """`dagster asset materialize --select '*test_metrics' --partition demo_cinc2017 -m ...` (the `cli_chain`
+    fixture runs it in a fresh DAGSTER_HOME) persists every asset of the chain for that partition."""
+    assert (cli_chain["root"] / "artifacts" / CLI_CHAIN_PARTITION / "test_metrics.json").is_file()
+    with dg.DagsterInstance.from_config(cli_chain["env"]["DAGSTER_HOME"]) as instance:
         for name in ("label_mapping", "processed_records", "splits", "trained_model", "test_metrics"):
             event = instance.get_latest_materialization_event(dg.AssetKey(name))
             assert event is not None, name
-            assert event.dagster_event.partition == "demo_cinc2017"
+            assert event.dagster_event.partition == CLI_CHAIN_PARTITION
 
 
 @pytest.mark.slow

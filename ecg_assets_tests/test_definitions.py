@@ -10,9 +10,9 @@ from ecg_assets.defs.assets import ecg_assets, trained_model
 from ecg_assets.defs.partitions import dataset_partitions
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 
-from .conftest import cpu_resources, materialize_partition
+from .conftest import cpu_resources, materialize_partition, tiny_training
 
-FAST_TRAINING = {"epochs": 2, "batch_size": 16, "base_channels": 8}
+FAST_TRAINING = tiny_training()
 
 
 def test_definitions_load_with_the_assets_and_the_pipeline_job():
@@ -127,7 +127,7 @@ def test_smoke_test_processes_ten_records(tmp_path):
 
 @pytest.mark.slow
 def test_a_cross_validated_ensemble_is_one_asset_with_metadata_per_member(tmp_path):
-    training = {**FAST_TRAINING, "ensemble_members": 3}
+    training = tiny_training(ensemble_members=3)
     result = materialize_partition(
         ecg_assets,
         partition_key="demo_cinc2021",

@@ -24,16 +24,36 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return {**env, "DAGSTER_HOME": str(home), "ECG_ARTIFACTS_DIR": str(tmp_path / "artifacts")}
 
 
-def _dg(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    result = subprocess.run([DG, *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
+def _start(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [DG, *args], cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _finish(process: subprocess.Popen) -> str:
+    """`process`'s standard output, once it exited 0 (else the test fails with its output)."""
+    try:
+        stdout, stderr = process.communicate(timeout=1800)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    return stdout
+
+
+def _dg(*args: str, env: dict[str, str]) -> str:
+    return _finish(_start(*args, env=env))
 
 
 @pytest.mark.slow
 def test_dg_lists_checks_and_launches_the_project_definitions(tmp_path):
     env = _env(tmp_path)
-    listed = json.loads(_dg("list", "defs", "--json", env=env).stdout)
+    # `list` and `check` only read the definitions: they load them side by side (each registers the demo
+    # partitions in its DAGSTER_HOME at load, so `check` gets an instance of its own)
+    (tmp_path / "check").mkdir()
+    listing, checking = _start("list", "defs", "--json", env=env), _start("check", "defs", env=_env(tmp_path / "check"))
+    listed = json.loads(_finish(listing))
     assert [asset["asset_key"] for asset in listed["assets"]] == [
         "generalisation_matrix",
         "label_mapping",
@@ -47,7 +67,7 @@ def test_dg_lists_checks_and_launches_the_project_definitions(tmp_path):
     assert {check["name"] for check in listed["asset_checks"]} >= {"processed_records_are_finite", "splits_are_usable"}
     assert {resource["name"] for resource in listed["resources"]} >= {"paths", "gpu", "tracking"}
 
-    assert "All definitions loaded successfully" in _dg("check", "defs", env=env).stdout
+    assert "All definitions loaded successfully" in _finish(checking)
 
     _dg("launch", "--assets", "label_mapping", "--partition", "demo_cinc2017", env=env)
     assert (tmp_path / "artifacts" / "demo_cinc2017" / "label_mapping.csv").is_file()

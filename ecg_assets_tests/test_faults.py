@@ -34,9 +34,16 @@ from ecg_assets.core.store import MANIFEST, RecordStore
 from ecg_assets.defs.assets import label_mapping, processed_records
 from ecg_assets.defs.resources import EcgPathsResource
 
-from .conftest import PROJECT_ROOT, materialize_partition
+from .conftest import (
+    CLI_CHAIN_PARTITION,
+    CLI_CHAIN_RUN_CONFIG,
+    DAGSTER,
+    PROJECT_ROOT,
+    cli_env,
+    materialize_partition,
+)
 
-DATASET = "demo_cinc2017"
+DATASET = CLI_CHAIN_PARTITION
 EXPORTS = ("labels.npy", "label_map.json", "failures.csv")
 EARLIER_RECORDS = 20  # the previous generation: a smaller materialization of the same dataset
 
@@ -305,17 +312,9 @@ def test_a_killed_holder_leaves_no_stale_lock_and_waiting_can_time_out(tmp_path)
 
 # --- the real Dagster CLI -------------------------------------------------------------------------
 
-DAGSTER = str(Path(sys.executable).with_name("dagster"))
-TRAINING = {"epochs": 4, "batch_size": 16, "base_channels": 8}
-RUN_CONFIG = {"ops": {"trained_model": {"config": TRAINING}}}
-
-
-def _cli_env(root: Path) -> dict[str, str]:
-    home = root / "dagster_home"
-    home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
-    env = {k: v for k, v in os.environ.items() if k not in ("ECG_DATA_DIR", "ECG_ARTIFACTS_DIR", "DAGSTER_HOME")}
-    return {**env, "DAGSTER_HOME": str(home), "ECG_ARTIFACTS_DIR": str(root / "artifacts")}
+RUN_CONFIG = CLI_CHAIN_RUN_CONFIG  # the `cli_chain` fixture's run: the uninterrupted reference
+TRAINING = RUN_CONFIG["ops"]["trained_model"]["config"]
+_cli_env = cli_env
 
 
 def _materialize(env: dict[str, str], selection: str, output: Path) -> subprocess.Popen:
@@ -337,14 +336,13 @@ def _epochs(root: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_sigkill_during_trained_model_resumes_from_latest_and_ends_like_an_uninterrupted_run(tmp_path):
+def test_sigkill_during_trained_model_resumes_from_latest_and_ends_like_an_uninterrupted_run(tmp_path, cli_chain):
     import torch
 
     from ecg_assets.core.checkpoints import load_checkpoint
 
-    killed, reference = tmp_path / "killed", tmp_path / "reference"
-    killed_env, reference_env = _cli_env(killed), _cli_env(reference)
-    uninterrupted = _materialize(reference_env, "*test_metrics", tmp_path / "reference.out")
+    killed, reference = tmp_path / "killed", cli_chain["root"]  # reference: the same command, never interrupted
+    killed_env = _cli_env(killed)
     first = _materialize(killed_env, "*test_metrics", tmp_path / "first.out")
     _wait_for(lambda: len(_epochs(killed)) >= 1, 600, "epoch 1 of the run to be killed", first)
     _kill_group(first)
@@ -364,7 +362,6 @@ def test_sigkill_during_trained_model_resumes_from_latest_and_ends_like_an_unint
         assert not instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
     resumed = _materialize(killed_env, "trained_model,test_metrics", tmp_path / "resumed.out")
     _finished(resumed, tmp_path / "resumed.out")
-    _finished(uninterrupted, tmp_path / "reference.out")
 
     with dg.DagsterInstance.from_config(killed_env["DAGSTER_HOME"]) as instance:
         metadata = instance.get_latest_materialization_event(

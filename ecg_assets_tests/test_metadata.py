@@ -217,13 +217,13 @@ def test_demo_metadata_says_synthetic_everywhere_and_test_metrics_plots_the_whol
     from ecg_assets.core import plots
     from ecg_assets.defs.checks import ecg_checks
 
-    from .conftest import cpu_resources
+    from .conftest import cpu_resources, tiny_training
 
     partition = "demo_cinc2017"
     run_config = {
         "ops": {
             "processed_records": {"config": {"smoke_test": True}},
-            "trained_model": {"config": {"epochs": 2, "batch_size": 4, "base_channels": 8}},
+            "trained_model": {"config": tiny_training(epochs=2, batch_size=4)},
         }
     }
     with dg.instance_for_test() as instance:

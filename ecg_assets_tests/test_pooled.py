@@ -20,10 +20,10 @@ from ecg_assets.core.scoring import load_scoring_model, score_positions
 from ecg_assets.core.store import RecordStoreWriter
 from ecg_assets.core.training import DeviceSettings, TrainingConfig, _Trainer
 
-from .conftest import cpu_resources, register_partitions, write_wfdb_record
+from .conftest import cpu_resources, register_partitions, tiny_training, write_wfdb_record
 
 CPU = DeviceSettings(device=torch.device("cpu"))
-TINY = dict(epochs=1, batch_size=8, base_channels=4, log_every_batches=1)
+TINY = dict(epochs=1, batch_size=8, base_channels=4, stem_stride=4, ensemble_members=1, log_every_batches=1)
 
 
 def _store(folder, labels, leads, length=1000, windows=0, seed=0):
@@ -221,7 +221,7 @@ def test_pooled_model_and_matrix_depend_on_every_dataset_partition():
 
 DEMO = ("demo_cinc2017", "demo_cinc2021")
 PLANTED = 3  # demo_cinc2017 test records copied into demo_cinc2021
-TINY_RUN = {"epochs": 2, "batch_size": 16, "base_channels": 8}
+TINY_RUN = tiny_training()
 CINC2017_DX = {"N": "426783006", "A": "164889003", "O": "427084000"}
 
 

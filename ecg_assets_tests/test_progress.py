@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import pty
 import re
@@ -20,11 +19,9 @@ from ecg_assets.cli.progress import CLEAR_LINE, ProgressBar
 from ecg_assets.cli.run_output import RunOutputFilter
 from ecg_assets.core.training import DeviceSettings, TrainingConfig, train_model
 
-from .conftest import PROJECT_ROOT
+from .conftest import PROJECT_ROOT, QUICK_START_PARTITION
 from .test_preprocessing import _process, _small_cinc2017
 
-ECG_ASSETS = str(Path(sys.executable).with_name("ecg-assets"))
-TINY_TRAINING = {"ops": {"trained_model": {"config": {"epochs": 2, "batch_size": 16, "base_channels": 8}}}}
 RUN_ID = "f5e9e493-e951-4c30-90bf-c298e4d8bfe5"
 
 
@@ -248,11 +245,10 @@ def _materialize_env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_materialize_is_quiet_and_ends_with_the_summary_and_the_next_command(tmp_path):
-    command = [ECG_ASSETS, "materialize", "-p", "demo_cinc2021", "--config-json", json.dumps(TINY_TRAINING)]
-    result = subprocess.run(command, env=_materialize_env(tmp_path), cwd=PROJECT_ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    log = result.stderr
+def test_materialize_is_quiet_and_ends_with_the_summary_and_the_next_command(quick_start):
+    """The output of the quick start's `ecg-assets materialize -p demo_cinc2021` (two tiny epochs) into a pipe."""
+    assert QUICK_START_PARTITION == "demo_cinc2021"
+    log = quick_start["stderr"]  # the fixture fails unless the command exited 0
     assert " - DEBUG - " not in log and "BetaWarning" not in log and "SupersessionWarning" not in log
     assert log.count("no CUDA device available") <= 1  # said once, not by every step
     assert "\r" not in log  # no terminal: plain lines
@@ -264,7 +260,7 @@ def test_materialize_is_quiet_and_ends_with_the_summary_and_the_next_command(tmp
     assert re.search(r"Evaluation complete! Metrics saved to: .*test_metrics\.json, F1 plot saved to: .*\.png", log)
     assert "test_metrics: done in" in log
 
-    out = result.stdout
+    out = quick_start["stdout"]
     assert "demo_cinc2021\n  records     200 discovered, 199 processed, 1 failed, 0 excluded" in out
     assert re.search(r"  test        macro F1 \d\.\d{4} \(95% interval \d\.\d{4}-\d\.\d{4}\) on 20 records", out), out
     assert out.rstrip().splitlines()[-1].startswith("next: ecg-assets ui")

@@ -29,7 +29,14 @@ from ecg_assets.core.store import RecordStore
 from ecg_assets.defs.assets import ecg_assets, label_mapping, processed_records, test_metrics, trained_model
 from ecg_assets.defs.resources import EcgPathsResource
 
-from .conftest import PROJECT_ROOT, cpu_resources, materialize_partition, sine_leads, write_wfdb_record
+from .conftest import (
+    PROJECT_ROOT,
+    cpu_resources,
+    materialize_partition,
+    sine_leads,
+    tiny_training,
+    write_wfdb_record,
+)
 
 STDLIB = sysconfig.get_paths()["stdlib"]
 PACKAGE = str(PROJECT_ROOT / "ecg_assets") + os.sep
@@ -309,7 +316,7 @@ def test_the_dataset_fingerprint_follows_no_linked_folder(hostile):
 SMOKE_RUN = {
     "ops": {
         "processed_records": {"config": {"smoke_test": True}},
-        "trained_model": {"config": {"epochs": 1, "batch_size": 8, "base_channels": 8}},
+        "trained_model": {"config": tiny_training(batch_size=8)},
     }
 }
 

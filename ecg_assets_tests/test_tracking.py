@@ -24,10 +24,10 @@ from ecg_assets.defs import assets as asset_defs
 from ecg_assets.defs.assets import ecg_assets, label_mapping, processed_records, splits, trained_model
 from ecg_assets.defs.tracking import ExperimentTrackingResource
 
-from .conftest import PROJECT_ROOT, cpu_resources, materialize_partition, register_partitions
+from .conftest import PROJECT_ROOT, cpu_resources, materialize_partition, register_partitions, tiny_run_config
 
 PARTITION = "demo_cinc2021"
-TINY_TRAINING = {"ops": {"trained_model": {"config": {"epochs": 2, "batch_size": 16, "base_channels": 8}}}}
+TINY_TRAINING = tiny_run_config(epochs=2)  # two epochs: a metric history, not a single point
 SERVER_START_LIMIT_S = 600  # a bound for a wedged server, not a performance expectation
 
 
@@ -53,7 +53,7 @@ def test_with_tracking_off_the_pipeline_never_imports_mlflow(tmp_path):
 
         tracking = definitions.defs.resources["tracking"]  # what the code location uses: from the environment
         resources = {{**cpu_resources({str(tmp_path / "artifacts")!r}), "tracking": tracking}}
-        config = {TINY_TRAINING!r}
+        config = {tiny_run_config()!r}
         result = materialize_partition(ecg_assets, partition_key={PARTITION!r}, resources=resources, run_config=config)
         loaded = sorted(name for name in sys.modules if name.split(".")[0] == "mlflow")
         print(json.dumps({{"success": result.success, "mlflow_modules": loaded}}))

@@ -24,15 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PROJECT_ROOT
-from .test_cli import DAGSTER, ECG_ASSETS, LOCATION, _env, _run
+from .conftest import DAGSTER, ECG_ASSETS, PROJECT_ROOT, QUICK_START_PARTITION, run_cli, tiny_training
+from .test_cli import LOCATION
 
-PARTITION = "demo_cinc2021"
+PARTITION = QUICK_START_PARTITION
 CHAIN = ["label_mapping", "processed_records", "splits", "trained_model", "test_metrics"]
 ACROSS_DATASETS = ["pooled_model", "generalisation_matrix"]  # unpartitioned, downstream of every partition
-TINY_TRAINING = {"epochs": 2, "batch_size": 16, "base_channels": 8}
-RUN_CONFIG = {"ops": {"trained_model": {"config": TINY_TRAINING}}}
-ACROSS_RUN_CONFIG = {"ops": {"pooled_model": {"config": TINY_TRAINING}}}
+ACROSS_RUN_CONFIG = {"ops": {"pooled_model": {"config": tiny_training()}}}
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -110,14 +108,13 @@ def _stop(server: subprocess.Popen, timeout_s: float = 60) -> None:
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory):
-    """`ecg-assets ui` on a free 127.0.0.1 port over an instance holding one materialized demo partition, and the
-    pooled model and generalisation matrix materialized after it (the other partition is a labelled gap)."""
-    tmp_path = tmp_path_factory.mktemp("ui")
-    env = _env(tmp_path)
-    _run([ECG_ASSETS, "materialize", "-p", PARTITION, "--config-json", json.dumps(RUN_CONFIG)], env)
+def ui(quick_start):
+    """`ecg-assets ui` on a free 127.0.0.1 port over the quick start's instance (one materialized demo partition),
+    with the pooled model and generalisation matrix materialized after it (the other partition is a labelled gap).
+    The last user of `quick_start`: it adds runs, sensor state and a partition to that instance."""
+    tmp_path, env = quick_start["root"], dict(quick_start["env"])
     across = [DAGSTER, "asset", "materialize", "--select", ",".join(ACROSS_DATASETS), "-m", "ecg_assets.definitions"]
-    _run([*across, "--config-json", json.dumps(ACROSS_RUN_CONFIG)], env)  # after the partition's chain
+    run_cli([*across, "--config-json", json.dumps(ACROSS_RUN_CONFIG)], env)  # after the partition's chain
     env["ECG_DATA_DIR"] = str(tmp_path / "data")  # another setting: the demo partitions must stay
     (tmp_path / "data").mkdir()
     port = _free_port()
@@ -231,7 +228,7 @@ def test_the_ui_serves_one_code_location_where_the_documented_commands_act(ui):
     locations = _graphql(ui["url"], "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")
     assert [entry["name"] for entry in locations["workspaceOrError"]["locationEntries"]] == [LOCATION]
     assert _sensor_state(ui["url"], "dataset_files_sensor")["status"] == "STOPPED"
-    _run([DAGSTER, "sensor", "start", "dataset_files_sensor", "-w", "workspace.yaml"], ui["env"])  # the README's
+    run_cli([DAGSTER, "sensor", "start", "dataset_files_sensor", "-w", "workspace.yaml"], ui["env"])  # the README's
     state = _sensor_state(ui["url"], "dataset_files_sensor")
     assert state["status"] == "RUNNING"
     _graphql(ui["url"], f'mutation {{ stopSensor(id: "{state["id"]}") {{ __typename }} }}')  # as the UI's toggle
