@@ -63,9 +63,10 @@ def machine_section() -> dict:
 
 
 def bench_preprocessing(dataset: Path, records, work: Path, repeats: int) -> dict:
-    """Records/s of a cold run of both designs producing the same canonical tensors (no long windows)."""
+    """Records/s of a cold run of both designs producing the same canonical tensors (no long windows, and
+    no rhythm features: the baseline computes neither; `benchmarks/rhythm_benchmark.py` measures their cost)."""
     dataset_format = detect_format(dataset)
-    like_for_like = RecordProcessingConfig(training_window_s=0)
+    like_for_like = RecordProcessingConfig(training_window_s=0, rhythm_features=False)
     ours, baseline = [], []
     for attempt in range(repeats):
         store_dir, npz_dir = work / f"store-{attempt}", work / f"npz-{attempt}"

@@ -54,7 +54,8 @@ def test_the_notebook_runs_top_to_bottom_and_then_any_cell_again_on_its_own(tmp_
     assert f"artifacts: {tmp_path / 'artifacts' / 'demo_cinc2021'}" in settings
     assert "success: True" in smoke and "materialized test_metrics" in smoke and "FAILED" not in smoke
     assert "one batch: signals (8, 12, 5000) torch.float32" in batch
-    assert "parameters (smoke-test width 8)" in model and "input (4, 12, 5000) -> logits (4, 5)" in model
+    assert "parameters (smoke-test width 8)" in model
+    assert "input (4, 12, 5000) + rhythm features (4, 25) -> logits (4, 5)" in model
     assert "test macro F1" in figures
     figures_cell = notebook.cells[_code_cells(notebook)[4]]
     assert sum("image/png" in output.get("data", {}) for output in figures_cell.outputs) == 3

@@ -91,7 +91,7 @@ def test_a_class_a_dataset_never_labels_is_never_counted_as_its_error(two_stores
     for masked in (True, False):
         pooled = PooledStore(two_stores, vocabularies if masked else None)
         splits = {"train": list(range(len(pooled))), "val": [0, 1], "test": []}  # BBB is a training class
-        trainer = _Trainer(pooled, splits, TrainingConfig(**TINY), CPU)
+        trainer = _Trainer(pooled, splits, TrainingConfig(**TINY, rhythm_features=False), CPU)  # signals alone
         with torch.no_grad():
             trainer.model.head[-1].bias.fill_(0.0)
             trainer.model.head[-1].bias[LABEL_TO_INDEX["BBB"]] = 30.0

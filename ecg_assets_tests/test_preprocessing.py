@@ -14,6 +14,8 @@ from ecg_assets.core import store as store_module
 from ecg_assets.core.datasets import detect_format
 from ecg_assets.core.label_mapping import build_label_mapping
 from ecg_assets.core.preprocessing import RecordProcessingConfig, process_records
+from ecg_assets.core.record_features import compute_rhythm_features, store_rhythm_features
+from ecg_assets.core.rhythm import N_RHYTHM_FEATURES, RHYTHM_COLUMNS
 from ecg_assets.core.signal import PreprocessConfig, resample
 from ecg_assets.core.store import RecordStore
 
@@ -46,6 +48,16 @@ def test_store_holds_canonical_finite_tensors(processed_demo):
     assert np.isfinite(batch).all()
     assert np.allclose(batch.std(axis=2), 1.0, atol=0.02)
     assert (store.index["lead_mask"] == "1" * 12).all()
+
+
+def test_rhythm_features_are_stored_in_the_index_as_recomputing_them_gives(processed_demo):
+    _, store, _, _ = processed_demo
+    stored = store_rhythm_features(store)
+    assert stored.shape == (len(store), N_RHYTHM_FEATURES) and np.isfinite(stored).all()
+    assert set(RHYTHM_COLUMNS) <= set(store.index.columns)
+    recomputed = compute_rhythm_features(store)  # what a store without the columns gets
+    np.testing.assert_array_equal(stored, recomputed)
+    assert stored[:, RHYTHM_COLUMNS.index("rhythm_log_heart_rate")].std() > 0  # not a constant column
 
 
 def test_notebook_exports(processed_demo):
@@ -100,6 +112,15 @@ def _process(folder, out, **kwargs):
     mapping = build_label_mapping(folder, folder.name)
     config = kwargs.pop("config", RecordProcessingConfig())
     return process_records(folder, detect_format(folder), mapping.included, out, config, **kwargs)
+
+
+def test_rhythm_features_can_be_left_to_training_with_the_same_values(demo_root, tmp_path):
+    folder = _small_cinc2017(demo_root, tmp_path / "d")
+    with_features, _ = _process(folder, tmp_path / "with")
+    without, _ = _process(folder, tmp_path / "without", config=RecordProcessingConfig(rhythm_features=False))
+    assert not set(RHYTHM_COLUMNS) & set(without.index.columns)
+    np.testing.assert_array_equal(store_rhythm_features(without), store_rhythm_features(with_features))
+    assert with_features.generation != without.generation  # a setting of the store: changing it reprocesses
 
 
 def test_index_carries_provenance_and_long_records_keep_a_window(demo_root, tmp_path):

@@ -59,7 +59,8 @@ def test_rerun_with_same_config_does_not_retrain_and_changed_config_starts_fresh
 @pytest.mark.slow  # a full training loop
 def test_interrupted_run_resumes_to_the_same_weights(toy_store, monkeypatch):
     store, splits, tmp = toy_store
-    config = TrainingConfig(**{**FAST, "epochs": 3})
+    # The default recipe's stateful parts: the weights' moving average and the fused rhythm branch.
+    config = TrainingConfig(**{**FAST, "epochs": 3, "ema_decay": 0.99, "rhythm_features": True})
     reference = train_model(store, splits, config, CPU, tmp / "a", tmp / "a.json")
 
     real_log_writer = training_module._write_training_log
@@ -78,9 +79,9 @@ def test_interrupted_run_resumes_to_the_same_weights(toy_store, monkeypatch):
     resumed = train_model(store, splits, config, CPU, tmp / "b", tmp / "b.json")
     assert resumed.resumed_from_epoch == 2 and resumed.epochs_run == 3
     assert "resuming from latest.pth after epoch 2" in resumed.notes
-    expected = load_checkpoint(reference.latest_checkpoint)["model_state"]
-    got = load_checkpoint(resumed.latest_checkpoint)["model_state"]
-    assert all(torch.equal(expected[key], got[key]) for key in expected)  # same seed on CPU: identical
+    expected, got = load_checkpoint(reference.latest_checkpoint), load_checkpoint(resumed.latest_checkpoint)
+    for name in ("model_state", "training_model_state"):  # the average and the raw weights
+        assert all(torch.equal(expected[name][key], got[name][key]) for key in expected[name]), name  # bit for bit
 
 
 @pytest.mark.slow  # a full training loop
@@ -123,12 +124,14 @@ def test_early_stopping_on_validation_macro_f1(toy_store, monkeypatch, caplog):
     store, splits, tmp = toy_store
     scores = iter([0.5, 0.6, 0.55, 0.58, 0.9, 0.9])
     monkeypatch.setattr(training_module._Trainer, "validate", lambda self: (1.0, next(scores)))
-    config = TrainingConfig(**{**FAST, "epochs": 6, "early_stopping_patience": 2})
+    config = TrainingConfig(**{**FAST, "epochs": 6, "early_stopping_patience": 2, "selection": "best_val"})
     with caplog.at_level("INFO", logger="ecg_assets"):
         result = train_model(store, splits, config, CPU, tmp / "models", tmp / "log.json")
     assert result.stopped_early and result.epochs_run == 4 and result.best_epoch == 2
     assert "early stopping" in caplog.text
     assert load_checkpoint(result.best_checkpoint)["epoch"] == 2
+    with pytest.raises(ValueError, match="early_stopping_patience needs selection 'best_val'"):
+        TrainingConfig(early_stopping_patience=2, selection="last")
 
 
 @pytest.mark.slow  # a full training loop

@@ -28,13 +28,11 @@ from ecg_assets.core.atomic_io import read_json
 from ecg_assets.core.checkpoints import CheckpointError, load_checkpoint
 from ecg_assets.core.generalisation import AS_RECORDED
 from ecg_assets.core.settings import Settings
+from ecg_assets.core.model import build_model, count_parameters
 from ecg_assets.core.preprocessing import FAILURES_FILE
 from ecg_assets.core.splits import SPLIT_NAMES
 from ecg_assets.core.store import MANIFEST
 from ecg_assets.core.training import BEST_CHECKPOINT
-
-# Buffers of a state dict that are not trainable parameters (BatchNorm statistics).
-_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
 
 @dataclass
@@ -290,13 +288,13 @@ def metric_interval(metrics: dict[str, Any], name: str) -> dict[str, float] | No
 
 
 def _checkpoint_parameters(path: Path) -> int | None:
-    """Trainable parameters of a checkpoint's model (of one member, for an ensemble): its state dict without
-    BatchNorm statistics."""
+    """Trainable parameters of a checkpoint's model (of one member, for an ensemble), counted on the
+    network its stored architecture builds (so buffers never count)."""
     if not path.is_file():
         return None
     checkpoint = load_checkpoint(path)
-    state = checkpoint["members"][0]["model_state"] if checkpoint.get("members") else checkpoint["model_state"]
-    return sum(int(tensor.numel()) for key, tensor in state.items() if not key.endswith(_BUFFER_SUFFIXES))
+    model_config = checkpoint["members"][0]["model_config"] if checkpoint.get("members") else checkpoint["model_config"]
+    return count_parameters(build_model(model_config))
 
 
 def _interval(interval: dict[str, float] | None) -> str:

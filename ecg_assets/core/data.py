@@ -5,6 +5,9 @@ Training batches take a random crop of each record's longer window when the stor
 tensor otherwise. Inference batches cut every long record into overlapping windows whose
 predictions are averaged per record (multi-window inference); other records are scored on
 their canonical tensor.
+
+Given `features` (float32 `[len(store), n]`, one record-level vector per store position, see
+`core.rhythm`), every batch also carries the vectors of its records, as its last element.
 """
 
 from __future__ import annotations
@@ -50,6 +53,13 @@ class _Batches:
         self.store, self.labels, self.batch_size = store, labels, batch_size
         self.indices = np.asarray(indices, dtype=np.int64)
         self.length = length or store.row_shape[-1]
+        self.features: np.ndarray | None = None
+
+    def _with_features(self, batch: tuple, positions: np.ndarray) -> tuple:
+        """`batch`, plus the record-level features of `positions` when there are any."""
+        if self.features is None:
+            return batch
+        return (*batch, torch.from_numpy(np.ascontiguousarray(self.features[positions], dtype=np.float32)))
 
     def _batch_count(self, rows: int) -> int:
         return (rows + self.batch_size - 1) // self.batch_size
@@ -89,8 +99,10 @@ class StoreBatches(_Batches):
         rank: int = 0,
         world_size: int = 1,
         augment_generator: torch.Generator | None = None,
+        features: np.ndarray | None = None,
     ):
         super().__init__(store, indices, labels, batch_size, length)
+        self.features = features
         self.shuffle = shuffle
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
         self.generator = generator
@@ -137,11 +149,12 @@ class StoreBatches(_Batches):
             out[windowed] = self.store.window_crops(positions[windowed], starts, self.length)
         return out
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self._order()
         for start in self._batch_starts():
             positions = self.indices[order[start : start + self.batch_size][self.rank :: self.world_size]]
-            yield torch.from_numpy(self.gather(positions)), torch.from_numpy(self.labels[positions])
+            batch = (torch.from_numpy(self.gather(positions)), torch.from_numpy(self.labels[positions]))
+            yield self._with_features(batch, positions)
 
 
 def canonical_rows(store: RecordStore, positions: np.ndarray, length: int) -> np.ndarray:
@@ -184,8 +197,10 @@ class WindowBatches(_Batches):
         stride: int,
         length: int | None = None,
         leads: Sequence[int] | None = None,
+        features: np.ndarray | None = None,
     ):
         super().__init__(store, indices, labels, batch_size, length)
+        self.features = features
         # Score on these leads only (the others zeroed, as if absent): None keeps every lead.
         self.dropped_leads = None if leads is None else np.setdiff1d(np.arange(store.row_shape[0]), leads)
         items = []  # (ordinal, position, start or -1 for the canonical tensor)
@@ -200,7 +215,7 @@ class WindowBatches(_Batches):
     def __len__(self) -> int:
         return self._batch_count(len(self.items))
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
+    def __iter__(self) -> Iterator[tuple]:
         for begin in range(0, len(self.items), self.batch_size):
             ordinals, positions, starts = self.items[begin : begin + self.batch_size].T
             out = np.empty((len(positions), self.store.row_shape[0], self.length), dtype=np.float32)
@@ -211,7 +226,9 @@ class WindowBatches(_Batches):
                 out[~canonical] = self.store.window_crops(positions[~canonical], starts[~canonical], self.length)
             if self.dropped_leads is not None:
                 out[:, self.dropped_leads] = 0.0
-            yield torch.from_numpy(out), torch.from_numpy(self.labels[positions]), ordinals
+            yield self._with_features(
+                (torch.from_numpy(out), torch.from_numpy(self.labels[positions]), ordinals), positions
+            )
 
 
 def augment(signals: torch.Tensor, noise_std: float, scale_range: float, generator: torch.Generator) -> torch.Tensor:
@@ -247,6 +264,15 @@ def drop_leads(signals: torch.Tensor, probability: float, generator: torch.Gener
         keep = int(torch.multinomial(1.0 / sizes, 1, generator=generator)) + 1
         dropped = leads[torch.randperm(len(leads), generator=generator)[keep:]]
         signals[record, dropped] = 0.0
+    return signals
+
+
+def flip_polarity(signals: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """Invert every lead of each record with `probability`, in place (single-lead devices such as
+    AliveCor's record either polarity depending on how they are held)."""
+    if probability > 0:
+        flips = torch.rand(signals.shape[0], generator=generator) < probability
+        signals[flips] = -signals[flips]
     return signals
 
 

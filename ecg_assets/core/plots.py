@@ -48,11 +48,18 @@ def plot_training_history(
         color = f"C{number}"
         prefix = f"{name} " if name else ""
         loss_axis.plot(epochs, [row["train_loss"] for row in records], color=color, label=f"{prefix}train")
+        validated = [row for row in records if row.get("val_loss") is not None]  # none without a val split
+        val_epochs = [row["epoch"] for row in validated]
         loss_axis.plot(
-            epochs, [row["val_loss"] for row in records], color=color, linestyle="--", label=f"{prefix}validation"
+            val_epochs, [row["val_loss"] for row in validated], color=color, linestyle="--", label=f"{prefix}validation"
         )
         f1_axis.plot(
-            epochs, [row["val_macro_f1"] for row in records], marker="o", markersize=3, color=color, label=name or None
+            val_epochs,
+            [row["val_macro_f1"] for row in validated],
+            marker="o",
+            markersize=3,
+            color=color,
+            label=name or None,
         )
     loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="Loss (solid: train, dashed: validation)")
     loss_axis.legend(fontsize=7, ncol=2 if len(runs) > 1 else 1)

@@ -27,6 +27,7 @@ from ecg_assets.core.training import (
     inference_batches,
     masked_logits,
     predict_probabilities,
+    stored_training_config,
 )
 
 REQUIRED_KEYS = ("model_config", "training_config", "preprocess", "classes", "class_mask")
@@ -100,7 +101,7 @@ def load_scoring_model(
         raise CheckpointError(f"{path} predicts classes {checkpoint['classes']}, this code knows {list(LABELS)}")
     try:
         preprocess = RecordProcessingConfig.model_validate(checkpoint["preprocess"] or {})
-        training = TrainingConfig.model_validate(checkpoint["training_config"])
+        training = stored_training_config(checkpoint["training_config"])
         if members:
             model: nn.Module = MemberAverage(
                 [_member_model(member["model_state"], member["model_config"], device) for member in members],

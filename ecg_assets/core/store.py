@@ -323,6 +323,7 @@ class RecordStore:
             self.directory / self.manifest["index_file"],
             dtype={column: str for column in TEXT_COLUMNS},
             keep_default_na=False,
+            float_precision="round_trip",  # a reused row is written back byte for byte
         )
         self._shards = [np.load(self.directory / shard["file"], mmap_mode="r") for shard in self.manifest["shards"]]
         windows_file = self.manifest.get("windows_file")

@@ -15,16 +15,19 @@ from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from torch import nn
 
 from ecg_assets.core.atomic_io import atomic_write_json, read_json
+from ecg_assets.core.averaging import ExponentialMovingAverage
 from ecg_assets.core.checkpoints import file_sha256, load_checkpoint, save_checkpoint
-from ecg_assets.core.data import StoreBatches, WindowBatches, augment, drop_leads, prefetch
+from ecg_assets.core.data import StoreBatches, WindowBatches, augment, drop_leads, flip_polarity, prefetch
 from ecg_assets.core.ddp import SINGLE_PROCESS, Ranks
 from ecg_assets.core.labels import LABELS
 from ecg_assets.core.metrics import macro_f1
 from ecg_assets.core.model import ECGResNet1D, ModelConfig, count_parameters
+from ecg_assets.core.record_features import store_rhythm_features
+from ecg_assets.core.rhythm import N_RHYTHM_FEATURES
 from ecg_assets.core.store import RecordStore
 
 logger = logging.getLogger(__name__)
@@ -35,18 +38,31 @@ LATEST_CHECKPOINT = "latest.pth"
 ABSENT_CLASS_LOGIT = -1e4
 # Settings that change how a run is reported, not what it learns: excluded from the fingerprint.
 _NON_SEMANTIC_FIELDS = {"log_every_batches", "resume"}
-# Options added after checkpoints were first written: left out of the fingerprint while at their
-# defaults, so a run started by older code still resumes.
-_LATER_FIELDS = ("lead_dropout",)
+# Options added after checkpoints were first written, with the value that reproduces the older
+# behaviour: left out of the fingerprint while they hold it, so a run started by older code still
+# resumes (whatever these options' defaults become).
+_LEGACY_VALUES: dict[str, Any] = {
+    "lead_dropout": 0.0,
+    "stem_kernel_size": 15,
+    "stage_channels": None,
+    "stem_channels": None,
+    "rhythm_features": False,
+    "rhythm_hidden": 32,
+    "rhythm_aux_weight": 0.0,
+    "rhythm_rbf": 0,
+    "ema_decay": 0.0,
+    "selection": "best_val",
+    "flip_probability": 0.0,
+}
 DEFAULT_FS = 500.0
 
 
 class TrainingConfig(BaseModel):
     """Everything that decides what the model learns (and a few reporting knobs)."""
 
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(12, ge=1)
     batch_size: int = Field(32, ge=2)
-    learning_rate: float = Field(1e-3, gt=0)
+    learning_rate: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-2, ge=0)
     warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up before the cosine decay.")
     grad_accumulation_steps: int = Field(1, ge=1)
@@ -78,9 +94,13 @@ class TrainingConfig(BaseModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     dropout: float = Field(0.2, ge=0, lt=1)
     kernel_size: int = Field(5, ge=3, description="Odd kernel size of the residual convolutions.")
-    stem_stride: int = Field(4, ge=1, description="Stride of the first convolution (4: half the compute of 2).")
+    stem_stride: int = Field(
+        8, ge=1, description="Stride of the stem convolution (8: every stage sees a quarter of the samples of 2)."
+    )
     early_stopping_patience: int = Field(
-        0, ge=0, description="Stop after this many epochs without a better val macro F1 (0: off)."
+        0,
+        ge=0,
+        description="Stop after this many epochs without a better val macro F1 (0: off; needs selection best_val).",
     )
     ensemble_members: int = Field(
         1,
@@ -97,8 +117,50 @@ class TrainingConfig(BaseModel):
         description="Probability that a training record keeps only a random subset of its present leads (at "
         "least one; subset size k with probability proportional to 1/k), so one network scores any lead subset.",
     )
+    stem_kernel_size: int = Field(31, ge=1, description="Kernel of the stem convolution (62 ms at 500 Hz).")
+    stage_channels: list[int] | None = Field(
+        None, description="Width of each of the four stages (None: base_channels doubling)."
+    )
+    stem_channels: int | None = Field(None, ge=4, description="Width of the stem (None: the first stage's).")
+    rhythm_features: bool = Field(
+        True, description="Fuse the record-level rhythm features (core.rhythm) with the pooled embedding."
+    )
+    rhythm_hidden: int = Field(64, ge=1, description="Width of the rhythm-feature MLP.")
+    rhythm_rbf: int = Field(
+        8, ge=0, description="Gaussian bumps per rhythm feature before its MLP (0: the raw standardised features)."
+    )
+    rhythm_aux_weight: float = Field(
+        0.5,
+        ge=0,
+        description="Weight of an auxiliary loss on a head that sees the rhythm features alone (0: no such "
+        "head), so that the feature branch learns to classify by itself and is not drowned by the network.",
+    )
+    ema_decay: float = Field(
+        0.99,
+        ge=0,
+        lt=1,
+        description="Exponential moving average of the weights (per optimizer step) that is validated and "
+        "saved (0: off).",
+    )
+    selection: Literal["best_val", "last"] = Field(
+        "last",
+        description="best_val: keep the epoch with the best validation macro F1; last: keep the last epoch, "
+        "which a small validation split cannot overfit (every epoch is still validated and logged).",
+    )
+    flip_probability: float = Field(
+        0.0, ge=0, le=1, description="Probability of inverting a training record (every lead's polarity)."
+    )
     log_every_batches: int = Field(50, ge=1)
     resume: bool = Field(True, description="Continue from latest.pth when config and data are unchanged.")
+
+    @model_validator(mode="after")
+    def _stopping_needs_a_selected_epoch(self) -> "TrainingConfig":
+        if self.early_stopping_patience and self.selection != "best_val":
+            raise ValueError(
+                "early_stopping_patience needs selection 'best_val' (with 'last', every epoch runs and the last "
+                "is kept): set selection: best_val, or early_stopping_patience: 0"
+            )
+        return self
 
     def architecture(self) -> ModelConfig:
         return ModelConfig(
@@ -107,6 +169,13 @@ class TrainingConfig(BaseModel):
             dropout=self.dropout,
             kernel_size=self.kernel_size,
             stem_stride=self.stem_stride,
+            stem_kernel_size=self.stem_kernel_size,
+            stage_channels=tuple(self.stage_channels) if self.stage_channels else None,
+            stem_channels=self.stem_channels,
+            rhythm_features=N_RHYTHM_FEATURES if self.rhythm_features else 0,
+            rhythm_hidden=self.rhythm_hidden,
+            rhythm_head=bool(self.rhythm_features and self.rhythm_aux_weight > 0),
+            rhythm_rbf=self.rhythm_rbf if self.rhythm_features else 0,
         )
 
 
@@ -187,6 +256,12 @@ class TrainingResult:
         }
 
 
+def stored_training_config(stored: dict[str, Any]) -> TrainingConfig:
+    """The training config a checkpoint stored; options it predates take the value that reproduces what
+    the older code did (not today's defaults)."""
+    return TrainingConfig.model_validate({**_LEGACY_VALUES, **stored})
+
+
 def training_fingerprint(config: TrainingConfig, store: RecordStore, splits: dict[str, list[int]]) -> str:
     """Hash of what determines the result: semantic config, the store's content and the split.
 
@@ -194,8 +269,8 @@ def training_fingerprint(config: TrainingConfig, store: RecordStore, splits: dic
     when `processed_records` is re-materialized without changes, so resuming still works.
     """
     semantic = config.model_dump(exclude=_NON_SEMANTIC_FIELDS)
-    for name in _LATER_FIELDS:
-        if semantic[name] == TrainingConfig.model_fields[name].default:
+    for name, legacy in _LEGACY_VALUES.items():
+        if semantic[name] == legacy:
             del semantic[name]
     content = store.metadata.get("content_fingerprint") or store.generation
     payload = json.dumps({"config": semantic, "store": content, "splits": splits}, sort_keys=True)
@@ -251,7 +326,8 @@ def predict_probabilities(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Class probabilities, true labels and mean cross-entropy per record of `batches` (in order).
 
-    With `WindowBatches`, the probabilities of a record's windows are averaged.
+    With `WindowBatches`, the probabilities of a record's windows are averaged. Batches that carry
+    record-level features (their last element, see `core.data`) hand them to the model.
     """
     model.eval()
     n_records = len(batches.indices)
@@ -261,11 +337,12 @@ def predict_probabilities(
     start = 0
     for batch in batches:
         signals, targets = batch[0], batch[1]
-        groups = batch[2] if len(batch) == 3 else np.arange(start, start + len(targets))
+        groups = batch[2] if isinstance(batches, WindowBatches) else np.arange(start, start + len(targets))
         start += len(targets)
         signals = signals.to(settings.device, non_blocking=settings.non_blocking)
+        inputs = (signals,) if batches.features is None else (signals, batch[-1].to(settings.device))
         with _autocast(settings):
-            logits = masked_logits(model(signals).float(), class_mask)
+            logits = masked_logits(model(*inputs).float(), class_mask)
         np.add.at(probabilities, groups, torch.softmax(logits, dim=1).cpu().numpy())
         np.add.at(windows, groups, 1)
         labels[groups] = targets.numpy()
@@ -286,10 +363,13 @@ def inference_batches(
 ) -> WindowBatches:
     """Batches for validation, testing and prediction, as the checkpoint's training config says
     (`leads`: score on those leads only)."""
-    config = config if isinstance(config, TrainingConfig) else TrainingConfig.model_validate(config)
+    config = config if isinstance(config, TrainingConfig) else stored_training_config(config)
     fs = store_rate(store)
     stride = round(config.inference_stride_s * fs)
-    return WindowBatches(store, indices, labels, batch_size, stride, window_length(config, store), leads=leads)
+    features = store_rhythm_features(store, leads) if config.rhythm_features else None
+    return WindowBatches(
+        store, indices, labels, batch_size, stride, window_length(config, store), leads=leads, features=features
+    )
 
 
 def store_rate(store: RecordStore) -> float:
@@ -358,6 +438,8 @@ class _Trainer:
             sample_weights = mixing if sample_weights is None else sample_weights * mixing
         record_classes, train_targets = record_class_targets(store, self.labels)
         self.record_classes = None if record_classes is None else record_classes.to(settings.device)
+        # Weights averaged over the steps (validated and saved instead of the raw weights), when configured.
+        self.ema = ExponentialMovingAverage(self.model, config.ema_decay) if config.ema_decay else None
         fs = store_rate(store)
         self.train_batches = StoreBatches(
             store,
@@ -373,6 +455,7 @@ class _Trainer:
             rank=ranks.rank,
             world_size=ranks.world_size,
             augment_generator=self.rank_generator,
+            features=store_rhythm_features(store) if config.rhythm_features else None,
         )
         self.val_batches = inference_batches(store, val_idx, self.labels, config.batch_size, config)
         masks = getattr(store, "record_class_masks", None)
@@ -396,13 +479,20 @@ class _Trainer:
     def epoch(self) -> int:
         return len(self.history)
 
+    @property
+    def evaluated_model(self) -> nn.Module:
+        """The weights that are validated and saved: the moving average when there is one."""
+        return self.ema.model if self.ema is not None else self.inference_model
+
     def restore(self, latest: dict) -> str | None:
         """Continue exactly where `latest` stopped: weights, optimizer, schedule, scaler and RNGs.
 
         Several ranks restore their own random streams when `latest` was written by as many ranks;
         otherwise those streams restart (returned as a note): the run continues, not bit for bit.
         """
-        self.model.load_state_dict(latest["model_state"])
+        self.model.load_state_dict(latest.get("training_model_state", latest["model_state"]))
+        if self.ema is not None:
+            self.ema.load_state_dict({"model_state": latest["model_state"], "updates": latest["ema_updates"]})
         self.optimizer.load_state_dict(latest["optimizer_state"])
         self.scheduler.load_state_dict(latest["scheduler_state"])
         self.scaler.load_state_dict(latest["scaler_state"])
@@ -449,18 +539,23 @@ class _Trainer:
         Every random draw (order, crops, shifts, noise) comes from `self.generator`, in one thread,
         so a run is reproducible and resumable even when batches are prefetched.
         """
-        for signals, targets in self.train_batches:
+        for batch in self.train_batches:
+            signals, targets = batch[0], batch[1]
             signals = augment(signals, self.config.noise_std, self.config.scale_range, self.rank_generator)
             signals = drop_leads(signals, self.config.lead_dropout, self.rank_generator)
+            signals = flip_polarity(signals, self.config.flip_probability, self.rank_generator)
             if self.settings.pin_memory:
                 signals, targets = signals.pin_memory(), targets.pin_memory()
-            yield signals, targets
+            yield (signals, targets, *batch[2:])
 
-    def train_step(self, signals: torch.Tensor, targets: torch.Tensor, step: int, last: bool) -> float:
+    def train_step(
+        self, signals: torch.Tensor, targets: torch.Tensor, step: int, last: bool, rhythm: torch.Tensor | None = None
+    ) -> float:
         """Forward and backward on one batch; steps the optimizer every `grad_accumulation_steps`."""
         settings = self.settings
         signals = signals.to(settings.device, non_blocking=settings.non_blocking)
         targets = targets.to(settings.device, non_blocking=settings.non_blocking)
+        inputs = (signals,) if rhythm is None else (signals, rhythm.to(settings.device))
         optimizer_step = step % self.config.grad_accumulation_steps == 0 or last
         # Across ranks, gradients are averaged once per optimizer step, not after every accumulated batch.
         accumulate = self.forward.no_sync() if self.ranks.distributed and not optimizer_step else nullcontext()
@@ -470,13 +565,21 @@ class _Trainer:
                 if self.record_classes is not None:  # targets carry the record's class vocabulary
                     class_mask = class_mask & self.record_classes[targets // len(LABELS)]
                     targets = targets % len(LABELS)
-                loss = self.criterion(masked_logits(self.forward(signals).float(), class_mask), targets)
+                if self.config.rhythm_features and self.config.rhythm_aux_weight > 0:
+                    logits, auxiliary = self.forward(*inputs, auxiliary=True)
+                    loss = self.criterion(masked_logits(logits.float(), class_mask), targets)
+                    auxiliary = masked_logits(auxiliary.float(), class_mask)
+                    loss = loss + self.config.rhythm_aux_weight * self.criterion(auxiliary, targets)
+                else:
+                    loss = self.criterion(masked_logits(self.forward(*inputs).float(), class_mask), targets)
             self.scaler.scale(loss / self.config.grad_accumulation_steps).backward()
         if optimizer_step:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
         return loss.item()
 
     def train_one_epoch(self, max_batches: int | None = None) -> float:
@@ -486,12 +589,13 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         running_loss, seen, started = 0.0, 0, time.perf_counter()
         batches = prefetch(self._augmented_batches(), self.settings.prefetch_batches)
-        for step, (signals, targets) in enumerate(batches, start=1):
+        for step, (signals, targets, *rhythm) in enumerate(batches, start=1):
             if max_batches is not None and step > max_batches:
                 break
             if len(targets) < 2:  # BatchNorm needs more than one sample
                 continue
-            loss = self.train_step(signals, targets, step, last=step == len(self.train_batches))
+            last = step == len(self.train_batches)
+            loss = self.train_step(signals, targets, step, last, rhythm[0] if rhythm else None)
             running_loss += loss * len(targets)
             seen += len(targets)
             if step % config.log_every_batches == 0:
@@ -509,19 +613,26 @@ class _Trainer:
     def validate(self) -> tuple[float, float]:
         """Validation loss and macro F1 over the classes present in training."""
         probabilities, y_val, val_loss = predict_probabilities(
-            self.inference_model, self.val_batches, self.settings, self.class_mask
+            self.evaluated_model, self.val_batches, self.settings, self.class_mask
         )
         if self.record_classes is not None:  # a record is predicted among the classes its dataset labels
             probabilities = probabilities * self.val_classes
         return val_loss, macro_f1(y_val, probabilities.argmax(axis=1), np.flatnonzero(self.train_counts))
 
     def end_epoch(self, record: dict) -> bool:
-        """Record an epoch; returns True when it is the best so far."""
+        """Record an epoch; returns True when it is the best so far.
+
+        With `selection="last"`, or without a validation split (its metrics are None), the last epoch is kept.
+        """
         self.history.append(record)
-        improved = record["val_macro_f1"] > self.best_f1
+        keep_last = self.config.selection == "last" or record["val_macro_f1"] is None
+        if keep_last:
+            improved = self.epoch == self.config.epochs
+        else:
+            improved = record["val_macro_f1"] > self.best_f1
         if improved:
-            self.best_f1, self.best_epoch = record["val_macro_f1"], self.epoch
-        patience = self.config.early_stopping_patience
+            self.best_f1, self.best_epoch = record["val_macro_f1"] or 0.0, self.epoch
+        patience = 0 if keep_last else self.config.early_stopping_patience
         self.stopped_early = bool(patience and self.epoch - self.best_epoch >= patience)
         self.finished = self.stopped_early or self.epoch == self.config.epochs
         return improved
@@ -534,7 +645,7 @@ class _Trainer:
         payload = {
             "epoch": self.epoch,
             "fingerprint": self.fingerprint,
-            "model_state": self.model.state_dict(),
+            "model_state": (self.ema.model if self.ema is not None else self.model).state_dict(),
             "model_config": self.config.architecture().model_dump(),
             "training_config": self.config.model_dump(),
             "preprocess": self.preprocess,
@@ -553,6 +664,8 @@ class _Trainer:
                 scaler_state=self.scaler.state_dict(),
                 **self._random_state(self.generator),
             )
+            if self.ema is not None:  # the raw weights go on training; model_state is their average
+                payload.update(training_model_state=self.model.state_dict(), ema_updates=self.ema.updates)
             if self.ranks.world_size > 1:
                 payload["rank_states"] = self.ranks.all_gather(self._random_state(self.rank_generator))
         return payload
@@ -620,7 +733,7 @@ def train_model(
         train_loss = trainer.train_one_epoch()
         record = None
         if ranks.is_main:
-            val_loss, val_f1 = trainer.validate()
+            val_loss, val_f1 = trainer.validate() if len(splits["val"]) else (None, None)
             record = {
                 "epoch": trainer.epoch + 1,
                 "train_loss": train_loss,
@@ -638,12 +751,12 @@ def train_model(
             save_checkpoint(best_path, trainer.checkpoint(full=False))
         save_checkpoint(latest_path, latest)
         logger.info(
-            "epoch %d/%d train_loss %.4f val_loss %.4f val_macro_f1 %.4f lr %.2e (%.1f s)%s",
+            "epoch %d/%d train_loss %.4f val_loss %s val_macro_f1 %s lr %.2e (%.1f s)%s",
             trainer.epoch,
             config.epochs,
             train_loss,
-            record["val_loss"],
-            record["val_macro_f1"],
+            _optional(record["val_loss"]),
+            _optional(record["val_macro_f1"]),
             record["learning_rate"],
             record["seconds"],
             " *best*" if improved else "",
@@ -674,6 +787,10 @@ def train_model(
         notes=notes,
         processes=ranks.world_size,
     )
+
+
+def _optional(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def read_training_log(path: Path) -> dict[str, Any]:
