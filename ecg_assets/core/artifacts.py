@@ -18,8 +18,34 @@ def is_valid_dataset_name(name: str) -> bool:
     return bool(DATASET_NAME.match(name)) and name not in RESERVED_NAMES
 
 
+class TrainingOutputs:
+    """The paths every folder a model is trained into has, under its `root`: checkpoints, the training
+    log, figures and the lock its writers take."""
+
+    @property
+    def root(self) -> Path:
+        raise NotImplementedError
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def training_log(self) -> Path:
+        return self.root / "training_log.json"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def lock_file(self) -> Path:
+        """Held by each asset writing here while it runs: one writer at a time (`core.locks`)."""
+        return self.root / ".lock"
+
+
 @dataclass(frozen=True)
-class PartitionArtifacts:
+class PartitionArtifacts(TrainingOutputs):
     """Artifact paths of one dataset partition, as the notebook pipeline laid them out."""
 
     artifacts_root: Path
@@ -46,29 +72,12 @@ class PartitionArtifacts:
         return self.processed / "splits.json"
 
     @property
-    def models(self) -> Path:
-        return self.root / "models"
-
-    @property
-    def training_log(self) -> Path:
-        return self.root / "training_log.json"
-
-    @property
     def test_metrics(self) -> Path:
         return self.root / "test_metrics.json"
 
-    @property
-    def figures(self) -> Path:
-        return self.root / "figures"
-
-    @property
-    def lock_file(self) -> Path:
-        """Held by each asset of this partition while it runs: one writer at a time (`core.locks`)."""
-        return self.root / ".lock"
-
 
 @dataclass(frozen=True)
-class PooledArtifacts:
+class PooledArtifacts(TrainingOutputs):
     """Artifact paths of the pooled model (trained on several datasets' stores, read in place)."""
 
     artifacts_root: Path
@@ -98,22 +107,6 @@ class PooledArtifacts:
     @property
     def lead_sets(self) -> Path:
         return self.root / "lead_set_metrics.json"
-
-    @property
-    def models(self) -> Path:
-        return self.root / "models"
-
-    @property
-    def training_log(self) -> Path:
-        return self.root / "training_log.json"
-
-    @property
-    def figures(self) -> Path:
-        return self.root / "figures"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.root / ".lock"
 
 
 @dataclass(frozen=True)

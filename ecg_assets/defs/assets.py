@@ -39,7 +39,7 @@ from ecg_assets.defs.metadata import (
 from ecg_assets.defs.partitions import dataset_partitions
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 from ecg_assets.defs.steps import partition_step
-from ecg_assets.defs.torchrun import partition_job, train_with_torchrun
+from ecg_assets.defs.torchrun import torchrun_job, train_with_torchrun
 from ecg_assets.defs.tracking import ExperimentTrackingResource
 
 logger = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ def trained_model(
     with partition_step(context, artifacts, paths.pipeline_log):
         device, processes = gpu.device_settings(), gpu.process_count()
         if processes > 1:
-            job = partition_job(context.partition_key, artifacts, paths.pipeline_log, config, device)
+            job = torchrun_job(context.partition_key, artifacts, paths.pipeline_log, config, device)
             reported = train_with_torchrun(context, pipes_subprocess_client, processes, job)
             metadata = dict(reported.metadata or {})
         else:

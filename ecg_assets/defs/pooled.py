@@ -15,7 +15,6 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from ecg_assets.cli.train_worker import TorchrunJob
 from ecg_assets.core import versioning
 from ecg_assets.core.artifacts import GeneralisationArtifacts, PartitionArtifacts, PooledArtifacts
 from ecg_assets.core.atomic_io import atomic_write_json, read_json, remove_temp_files
@@ -48,7 +47,7 @@ from ecg_assets.defs.metadata import markdown_table, png_markdown, training_hist
 from ecg_assets.defs.partitions import dataset_partitions
 from ecg_assets.defs.resources import EcgPathsResource, TorchDeviceResource
 from ecg_assets.defs.steps import forward_core_logs, tag_run_host
-from ecg_assets.defs.torchrun import train_with_torchrun
+from ecg_assets.defs.torchrun import torchrun_job, train_with_torchrun
 from ecg_assets.defs.tracking import ExperimentTrackingResource
 
 ROWS_SHOWN = 50
@@ -169,16 +168,7 @@ def pooled_model(
         training = TrainingConfig.model_validate(config.model_dump(include=set(TrainingConfig.model_fields)))
         device, processes = gpu.device_settings(), gpu.process_count()
         if processes > 1:
-            job = TorchrunJob(
-                partition=POOLED,
-                pooled=store.spec(),
-                splits=artifacts.splits,
-                models_dir=artifacts.models,
-                training_log=artifacts.training_log,
-                pipeline_log=paths.pipeline_log,
-                config=training,
-                device=device.to_json(),
-            )
+            job = torchrun_job(POOLED, artifacts, paths.pipeline_log, training, device, pooled=store.spec())
             summary = dict(train_with_torchrun(context, pipes_subprocess_client, processes, job).metadata or {})
         else:
             result = fit_model(store, union, training, device, artifacts.models, artifacts.training_log)

@@ -13,8 +13,9 @@ from pathlib import Path
 import dagster as dg
 
 from ecg_assets.cli.train_worker import TorchrunJob
-from ecg_assets.core.artifacts import PartitionArtifacts
+from ecg_assets.core.artifacts import PartitionArtifacts, PooledArtifacts
 from ecg_assets.core.ddp import Ranks
+from ecg_assets.core.pooled import PooledStoreSpec
 from ecg_assets.core.training import DeviceSettings, TrainingConfig
 
 WORKER_MODULE = "ecg_assets.cli.train_worker"
@@ -40,13 +41,20 @@ def worker_threads(processes: int) -> dict[str, str]:
     return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
 
 
-def partition_job(
-    partition: str, artifacts: PartitionArtifacts, pipeline_log: Path, config: TrainingConfig, device: DeviceSettings
+def torchrun_job(
+    partition: str,
+    artifacts: PartitionArtifacts | PooledArtifacts,
+    pipeline_log: Path,
+    config: TrainingConfig,
+    device: DeviceSettings,
+    pooled: PooledStoreSpec | None = None,
 ) -> TorchrunJob:
-    """The torchrun job of one partition's `trained_model`."""
+    """The torchrun job of one partition's `trained_model`, or of `pooled_model` (`pooled`: the stores
+    it reads as one)."""
     return TorchrunJob(
         partition=partition,
-        store=artifacts.processed,
+        store=artifacts.processed if pooled is None else None,
+        pooled=pooled,
         splits=artifacts.splits,
         models_dir=artifacts.models,
         training_log=artifacts.training_log,
