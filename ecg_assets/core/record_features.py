@@ -33,40 +33,50 @@ def record_signal(store: RecordStore, position: int, leads: Sequence[int] | None
     return np.asarray(rows, dtype=np.float32)
 
 
-def compute_rhythm_features(store: RecordStore, leads: Sequence[int] | None = None) -> np.ndarray:
-    """float32 `[len(store), N_RHYTHM_FEATURES]` computed from the stored signals (of `leads` only, when given)."""
+def compute_rhythm_features(
+    store: RecordStore, leads: Sequence[int] | None = None, positions: Sequence[int] | None = None
+) -> np.ndarray:
+    """float32 `[len(store), N_RHYTHM_FEATURES]` computed from the stored signals (of `leads` only, when
+    given), for `positions` (default: every record; the other rows stay zero)."""
     fs = float(store.metadata.get("preprocess", {}).get("target_fs", DEFAULT_FS))
     out = np.zeros((len(store), N_RHYTHM_FEATURES), dtype=np.float32)
+    chosen = range(len(store)) if positions is None else positions
     started = time.perf_counter()
-    for position in range(len(store)):
+    for position in chosen:
         out[position] = rhythm_features(record_signal(store, position, leads), fs)
-    logger.info("rhythm features of %d records computed in %.1f s", len(store), time.perf_counter() - started)
+    logger.info("rhythm features of %d records computed in %.1f s", len(chosen), time.perf_counter() - started)
     return out
 
 
-_CACHE: dict[tuple[str, str, tuple[int, ...] | None], np.ndarray] = {}
-_CACHE_SIZE = 8
+_CACHE: dict[tuple[str, str], np.ndarray] = {}
+_CACHE_SIZE = 4
 
 
-def store_rhythm_features(store: RecordStore, leads: Sequence[int] | None = None) -> np.ndarray:
+def store_rhythm_features(
+    store: RecordStore, leads: Sequence[int] | None = None, positions: Sequence[int] | None = None
+) -> np.ndarray:
     """The rhythm features of every record of `store`, read-only: the index columns when present, else
-    computed once per store generation and process. With `leads` (scoring as if only those leads had
-    been recorded), computed from those leads alone. A pooled store (`core.pooled`) stacks its members'."""
+    computed once per store generation and process. A pooled store (`core.pooled`) stacks its members'.
+
+    With `leads` (scoring as if only those leads had been recorded), they are computed from those leads
+    alone, for `positions` only (the records being scored; the other rows are zero), and not kept.
+    """
+    if leads is not None:
+        return compute_rhythm_features(store, leads, positions)
     members = getattr(store, "members", None)
     if isinstance(members, dict):
         return np.concatenate(
-            [store_rhythm_features(member, leads) for member in members.values()]
-            or [np.zeros((0, N_RHYTHM_FEATURES))]
+            [store_rhythm_features(member) for member in members.values()] or [np.zeros((0, N_RHYTHM_FEATURES))]
         ).astype(np.float32)
-    if leads is None and len(store) and all(column in store.index for column in RHYTHM_COLUMNS):
+    if len(store) and all(column in store.index for column in RHYTHM_COLUMNS):
         stored = store.index[list(RHYTHM_COLUMNS)].to_numpy(dtype=np.float32)
         if np.isfinite(stored).all():
             return stored
-    key = (str(store.directory.resolve()), store.generation, None if leads is None else tuple(sorted(leads)))
+    key = (str(store.directory.resolve()), store.generation)
     if key not in _CACHE:
         while len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
-        features = compute_rhythm_features(store, leads)
+        features = compute_rhythm_features(store)
         features.flags.writeable = False
         _CACHE[key] = features
     return _CACHE[key]

@@ -366,7 +366,7 @@ def inference_batches(
     config = config if isinstance(config, TrainingConfig) else stored_training_config(config)
     fs = store_rate(store)
     stride = round(config.inference_stride_s * fs)
-    features = store_rhythm_features(store, leads) if config.rhythm_features else None
+    features = store_rhythm_features(store, leads, indices) if config.rhythm_features else None
     return WindowBatches(
         store, indices, labels, batch_size, stride, window_length(config, store), leads=leads, features=features
     )
